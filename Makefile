@@ -1,0 +1,48 @@
+# warehouse-tracker — the two commands: `make up` (run it) and `make test` (check it).
+SHELL := /bin/bash
+.DEFAULT_GOAL := venv
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PGPORT ?= 5432
+KAFKA_PORT ?= 9092
+export PGPORT KAFKA_PORT
+export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
+export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
+
+.PHONY: venv stack down stack-status migrate up test lint format
+
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	@touch $@
+
+stack:  ## start PostgreSQL and Kafka in the background (idempotent)
+	@stack/stack.sh start
+
+down:  ## stop the stack; data is kept in .stack/
+	@stack/stack.sh stop
+
+stack-status:
+	@stack/stack.sh status
+
+migrate: venv stack
+	$(PY) -m db migrate
+
+up: venv stack migrate  ## run every service in the foreground; Ctrl-C stops them
+	@$(PY) stack/up.py stack/Procfile
+
+test: venv stack
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: venv
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: venv
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .

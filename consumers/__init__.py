@@ -1,0 +1,1 @@
+"""Example consumers of the status-change topic."""
