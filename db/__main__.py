@@ -1,4 +1,4 @@
-"""`python -m db <command>`: operator commands for the database."""
+"""`python -m db <command>`: operator commands for the database (migrate, verify, load)."""
 
 import argparse
 import asyncio
@@ -11,23 +11,27 @@ from pydantic import ValidationError
 from db.config import DatabaseSettings
 from db.connect import connect, describe
 from db.errors import DatabaseError
+from db.load import load
 from db.migrate import MIGRATIONS_DIR, migrate, pending
+from db.verify import differences, summary
+
+SHOWN_DIFFERENCES = 50
 
 
 class Settings(DatabaseSettings):
     """Settings of `python -m db`."""
 
 
-async def run_migrate(settings: Settings, dry_run: bool, directory: Path) -> int:
+async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
     conn = await connect(settings.database_url)
     try:
-        if dry_run:
-            todo = await pending(conn, directory)
+        if args.dry_run:
+            todo = await pending(conn, args.dir)
             print(f"{len(todo)} pending migration(s) for {describe(settings.database_url)}")
             for m in todo:
                 print(f"  {m.name}")
             return 0
-        applied = await migrate(conn, directory)
+        applied = await migrate(conn, args.dir)
         for m in applied:
             print(f"applied {m.name}")
         print(f"database {describe(settings.database_url)} is up to date ({len(applied)} applied now)")
@@ -36,27 +40,92 @@ async def run_migrate(settings: Settings, dry_run: bool, directory: Path) -> int
         await conn.close()
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m db", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    p_migrate = commands.add_parser("migrate", help="apply pending migrations from db/migrations/")
-    p_migrate.add_argument("--dry-run", action="store_true", help="list pending migrations, change nothing")
-    p_migrate.add_argument("--dir", type=Path, default=MIGRATIONS_DIR, help=argparse.SUPPRESS)
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+async def run_verify(settings: Settings, args: argparse.Namespace) -> int:
+    conn = await connect(settings.database_url)
+    try:
+        found = await differences(conn)
+        totals = await summary(conn)
+    finally:
+        await conn.close()
+    print(
+        f"checked {totals['pairs']:,} balances against {totals['operations']:,} operations "
+        f"({totals['status_changes']:,} status changes counted)"
+    )
+    for difference in found[:SHOWN_DIFFERENCES]:
+        print(f"  DIFFERENCE {difference.describe()}")
+    if len(found) > SHOWN_DIFFERENCES:
+        print(f"  … and {len(found) - SHOWN_DIFFERENCES} more")
+    print(f"{len(found)} difference(s)" if found else "consistent: every balance and status matches the ledger")
+    return 1 if found else 0
 
+
+async def run_load(settings: Settings, args: argparse.Namespace) -> int:
+    stats, elapsed, changes = await load(
+        settings.database_url,
+        operations=args.operations,
+        workers=args.workers,
+        products=args.products,
+        warehouses=args.warehouses,
+        batch_size=args.batch,
+        seed=args.seed,
+        show_progress=not args.quiet,
+    )
+    rate = stats.written / elapsed if elapsed > 0 else 0.0
+    print(f"operations written: {stats.written:,} in {elapsed:.1f} s ({rate:,.0f} ops/s, {args.workers} workers)")
+    print(f"status changes produced: {changes:,} (counted by the database during the run, all writers)")
+    print(f"rejected operations: {stats.rejected_total:,}")
+    for reason, count in stats.rejected.most_common():
+        print(f"  {count:,} {reason}")
+    retries = sum(stats.retries.values())
+    print(f"retried batches: {retries}" + "".join(f", {n} {why}" for why, n in stats.retries.items()))
+    return 1 if stats.rejected_total else 0
+
+
+def positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m db", description=__doc__)
+    commands = p.add_subparsers(dest="command", required=True)
+    m = commands.add_parser("migrate", help="apply pending migrations from db/migrations/")
+    m.add_argument("--dry-run", action="store_true", help="list pending migrations, change nothing")
+    m.add_argument("--dir", type=Path, default=MIGRATIONS_DIR, help=argparse.SUPPRESS)
+    m.set_defaults(run=run_migrate)
+    v = commands.add_parser("verify", help="recompute balances and statuses from the operations; exit 1 on a difference")
+    v.set_defaults(run=run_verify)
+    ld = commands.add_parser("load", help="write random operations with COPY, in parallel (the load script)")
+    ld.add_argument("--operations", type=positive, default=500_000, help="operations to write (500000)")
+    ld.add_argument("--workers", type=positive, default=4, help="parallel connections (4)")
+    ld.add_argument("--products", type=positive, default=1000, help="products 1..N, created if missing (1000)")
+    ld.add_argument("--warehouses", type=positive, default=10, help="warehouses 1..N, created if missing (10)")
+    ld.add_argument("--batch", type=positive, default=1000, help="operations per COPY and transaction (1000)")
+    ld.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable load")
+    ld.add_argument("--quiet", action="store_true", help="no progress bar")
+    ld.set_defaults(run=run_load)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
     except ValidationError as e:
         print(f"error: invalid settings:\n{e}", file=sys.stderr)
         return 2
     try:
-        if args.command == "migrate":
-            return asyncio.run(run_migrate(settings, args.dry_run, args.dir))
+        code: int = asyncio.run(args.run(settings, args))
+        return code
     except DatabaseError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
-    parser.error(f"unknown command {args.command}")
+    except KeyboardInterrupt:
+        print("interrupted; every committed batch is kept", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -99,7 +99,7 @@ EOF
 pg_bootstrap() {  # role and database; safe to repeat
   local psql=("$PG_BINDIR/psql" -h "$pg_run" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt)
   if [[ -z $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'") ]]; then
-    as_pg "${psql[@]}" -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'"
+    as_pg "${psql[@]}" -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" -c "GRANT pg_checkpoint TO $PG_USER"
   fi
   if [[ -z $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") ]]; then
     as_pg "${psql[@]}" -c "CREATE DATABASE $PG_DB OWNER $PG_USER"

@@ -1,0 +1,286 @@
+"""`make bench-db`: the database core's write throughput as ratios against the trigger-less limit.
+
+The baseline is `warehouse_operations_plain`, a copy of `warehouse_operations` (LIKE … INCLUDING ALL: same
+columns, defaults, checks, indexes) without triggers, in the same database, loaded with the same pre-generated
+data and batch size in the same run. Runs alternate between the two; each figure is the median of --repeat runs.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import re
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from db.load import COPY_COLUMNS, OperationGenerator, copy_batch, ensure_reference_data
+from db.migrate import migrate
+
+REPO = Path(__file__).resolve().parents[1]
+PLAIN = "warehouse_operations_plain"
+TRIGGERED = "warehouse_operations"
+PRODUCTS, WAREHOUSES = 1000, 10  # 10k keys
+
+
+def with_database(url: str, name: str) -> str:
+    return urlunsplit(urlsplit(url)._replace(path="/" + name))
+
+
+class BenchDatabase:
+    """A fresh database per run: migrated, reference data, both tables warmed with every key."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = admin_url
+        self.name = f"wt_bench_{uuid.uuid4().hex[:12]}"
+        self.url = with_database(admin_url, self.name)
+
+    async def __aenter__(self) -> "BenchDatabase":
+        admin = await asyncpg.connect(self.admin_url)
+        await admin.execute(f'CREATE DATABASE "{self.name}"')
+        await admin.close()
+        conn = await asyncpg.connect(self.url)
+        try:
+            await migrate(conn)
+            await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
+            await conn.execute(f"CREATE TABLE {PLAIN} (LIKE {TRIGGERED} INCLUDING ALL)")
+            # Every key starts with some stock, so runs measure steady state rather than first inserts.
+            warm = "".join(
+                f"{p}\t{w}\t{random.Random(p * 100 + w).randint(1, 25)}\treceipt\n"
+                for p in range(1, PRODUCTS + 1)
+                for w in range(1, WAREHOUSES + 1)
+            ).encode()
+            for table in (PLAIN, TRIGGERED):
+                await copy_batch(conn, table, warm)
+            await conn.execute("VACUUM ANALYZE")
+            try:  # a checkpoint between runs evens out the I/O; a role without pg_checkpoint skips it
+                await conn.execute("CHECKPOINT")
+            except asyncpg.InsufficientPrivilegeError:
+                pass
+        finally:
+            await conn.close()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        admin = await asyncpg.connect(self.admin_url)
+        await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        await admin.close()
+
+
+def generate(workers: int, operations: int, batch: int, seed: int) -> list[list[bytes]]:
+    """Per worker, its COPY payloads: made before timing, so Python never limits the measurement."""
+    per_worker = operations // workers
+    out = []
+    for i in range(workers):
+        gen = OperationGenerator(random.Random(seed * 1000 + i), PRODUCTS, WAREHOUSES)
+        payloads = []
+        for _ in range(per_worker // batch):
+            payload, gen.shares = gen.batch(batch)
+            payloads.append(payload)
+        out.append(payloads)
+    return out
+
+
+async def copy_run(url: str, table: str, data: list[list[bytes]]) -> tuple[float, int]:
+    """ops/s of COPYing every worker's payloads concurrently; deadlocks seen."""
+    conns = [await asyncpg.connect(url) for _ in data]
+    deadlocks = 0
+
+    async def worker(conn: asyncpg.Connection, payloads: list[bytes]) -> None:
+        nonlocal deadlocks
+        for payload in payloads:
+            while True:
+                try:
+                    await copy_batch(conn, table, payload)
+                    break
+                except asyncpg.DeadlockDetectedError:
+                    deadlocks += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(worker(c, p) for c, p in zip(conns, data, strict=True)))
+    elapsed = time.perf_counter() - started
+    for c in conns:
+        await c.close()
+    ops = sum(payload.count(b"\n") for payloads in data for payload in payloads)
+    return ops / elapsed, deadlocks
+
+
+async def copy_figure(admin_url: str, workers: int, operations: int, batch: int, repeat: int) -> dict[str, object]:
+    ratios, plain_rates, trig_rates, deadlocks = [], [], [], 0
+    for run in range(repeat):
+        data = generate(workers, operations, batch, seed=run)
+        async with BenchDatabase(admin_url) as db:
+            order = [PLAIN, TRIGGERED] if run % 2 == 0 else [TRIGGERED, PLAIN]
+            rates = {}
+            for table in order:
+                rates[table], dl = await copy_run(db.url, table, data)
+                deadlocks += dl
+        plain_rates.append(rates[PLAIN])
+        trig_rates.append(rates[TRIGGERED])
+        ratios.append(rates[TRIGGERED] / rates[PLAIN])
+        print(
+            f"  copy {workers} loader(s) run {run + 1}: triggers {rates[TRIGGERED]:,.0f} ops/s, "
+            f"plain {rates[PLAIN]:,.0f} ops/s, ratio {ratios[-1]:.3f}",
+            flush=True,
+        )
+    return {
+        "ratio": statistics.median(ratios),
+        "triggers_ops_s": statistics.median(trig_rates),
+        "plain_ops_s": statistics.median(plain_rates),
+        "deadlocks": deadlocks,
+        "runs": ratios,
+    }
+
+
+PGBENCH_SCRIPT = """\
+\\set p random(1, {products})
+\\set w random(1, {warehouses})
+\\set q random(1, 10)
+INSERT INTO {table} ({columns}) VALUES (:p, :w, :q, 'receipt');
+INSERT INTO {table} ({columns}) VALUES (:p, :w, -:q, 'shipment');
+"""
+
+
+def pgbench_bin() -> str:
+    for candidate in (os.environ.get("PG_BINDIR", ""), "/usr/lib/postgresql/15/bin"):
+        if candidate and Path(candidate, "pgbench").exists():
+            return str(Path(candidate, "pgbench"))
+    return "pgbench"
+
+
+def pgbench_run(url: str, table: str, clients: int, seconds: int) -> float:
+    """Single-operation transactions per second (each script run is two autocommitted INSERTs)."""
+    script = PGBENCH_SCRIPT.format(
+        products=PRODUCTS, warehouses=WAREHOUSES, table=table, columns=", ".join(COPY_COLUMNS)
+    )
+    with tempfile.NamedTemporaryFile("w", suffix=".sql") as f:
+        f.write(script)
+        f.flush()
+        out = subprocess.run(
+            [pgbench_bin(), "-n", "-M", "prepared", "-c", str(clients), "-j", "2", "-T", str(seconds),
+             "-f", f.name, url],
+            capture_output=True, text=True, check=True,
+        )  # fmt: skip
+    match = re.search(r"tps = ([\d.]+) \(without initial connection time\)", out.stdout)
+    if not match:
+        raise RuntimeError(f"pgbench output not understood:\n{out.stdout}\n{out.stderr}")
+    return float(match.group(1)) * 2
+
+
+async def single_figure(admin_url: str, clients: int, seconds: int, repeat: int) -> dict[str, object]:
+    ratios, ratios_quiet, plain_rates, trig_rates, quiet_rates = [], [], [], [], []
+    for run in range(repeat):
+        async with BenchDatabase(admin_url) as db:
+            conn = await asyncpg.connect(db.url)
+            rates = {}
+            order = ["plain", "notify", "quiet"] if run % 2 == 0 else ["quiet", "notify", "plain"]
+            for case in order:
+                enable = "DISABLE" if case == "quiet" else "ENABLE"
+                await conn.execute(f"ALTER TABLE status_change_outbox {enable} TRIGGER notify_status_change")
+                table = PLAIN if case == "plain" else TRIGGERED
+                rates[case] = await asyncio.to_thread(pgbench_run, db.url, table, clients, seconds)
+            await conn.close()
+        plain_rates.append(rates["plain"])
+        trig_rates.append(rates["notify"])
+        quiet_rates.append(rates["quiet"])
+        ratios.append(rates["notify"] / rates["plain"])
+        ratios_quiet.append(rates["quiet"] / rates["plain"])
+        print(
+            f"  single-op run {run + 1}: triggers {rates['notify']:,.0f} txn/s, without NOTIFY "
+            f"{rates['quiet']:,.0f}, plain {rates['plain']:,.0f}; ratios {ratios[-1]:.3f} / {ratios_quiet[-1]:.3f}",
+            flush=True,
+        )
+    return {
+        "ratio": statistics.median(ratios),
+        "ratio_without_notify": statistics.median(ratios_quiet),
+        "triggers_txn_s": statistics.median(trig_rates),
+        "without_notify_txn_s": statistics.median(quiet_rates),
+        "plain_txn_s": statistics.median(plain_rates),
+        "runs": ratios,
+    }
+
+
+async def load_script_figure(admin_url: str, operations: int, repeat: int) -> dict[str, object]:
+    walls, rss = [], []
+    for run in range(repeat):
+        async with BenchDatabase(admin_url) as db:
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+            started = time.perf_counter()
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "db", "load", "--operations", str(operations), "--workers", "4",
+                "--quiet", "--seed", str(run),
+                env={**os.environ, "DATABASE_URL": db.url}, stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            out, _ = await proc.communicate()
+            walls.append(time.perf_counter() - started)
+            if proc.returncode != 0:
+                raise RuntimeError(f"db load failed:\n{out.decode()}")
+            # ru_maxrss of children is the largest child so far; each load is the largest process it runs.
+            rss.append(max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024)
+            print(f"  db load run {run + 1}: {walls[-1]:.1f} s, peak RSS so far {rss[-1]:.0f} MB", flush=True)
+    return {"wall_s": statistics.median(walls), "peak_rss_mb": max(rss), "operations": operations}
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--operations", type=int, default=200_000, help="operations per COPY run")
+    p.add_argument("--single-seconds", type=int, default=10)
+    p.add_argument("--load-operations", type=int, default=500_000)
+    p.add_argument("--only", choices=["copy4", "copy1", "single", "load"], action="append")
+    args = p.parse_args()
+    admin_url = os.environ.get("DATABASE_URL", "postgresql://warehouse:warehouse@127.0.0.1:5432/warehouse")
+    admin_url = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    only = set(args.only or ["copy4", "copy1", "single", "load"])
+
+    results: dict[str, object] = {}
+    if "copy4" in only:
+        results["copy_4_loaders"] = await copy_figure(admin_url, 4, args.operations, 1000, args.repeat)
+    if "copy1" in only:
+        results["copy_1_loader"] = await copy_figure(admin_url, 1, args.operations // 2, 1000, args.repeat)
+    if "single" in only:
+        results["single_op_8_clients"] = await single_figure(admin_url, 8, args.single_seconds, args.repeat)
+    if "load" in only:
+        results["load_script"] = await load_script_figure(admin_url, args.load_operations, args.repeat)
+
+    print("\n| figure | measured (median) | target |\n|---|---|---|")
+    if "copy_4_loaders" in results:
+        r = results["copy_4_loaders"]
+        assert isinstance(r, dict)
+        print(f"| COPY batches of 1000, 4 loaders, 10k keys: ratio to trigger-less | {r['ratio']:.2f} "
+              f"({r['triggers_ops_s']:,.0f} vs {r['plain_ops_s']:,.0f} ops/s), {r['deadlocks']} deadlocks "
+              f"| ≥ 0.25, 0 deadlocks |")  # fmt: skip
+    if "copy_1_loader" in results:
+        r = results["copy_1_loader"]
+        assert isinstance(r, dict)
+        print(f"| same, 1 loader | {r['ratio']:.2f} ({r['triggers_ops_s']:,.0f} vs {r['plain_ops_s']:,.0f} ops/s) "
+              f"| ≥ 0.25 |")  # fmt: skip
+    if "single_op_8_clients" in results:
+        r = results["single_op_8_clients"]
+        assert isinstance(r, dict)
+        print(f"| single-operation transactions, 8 clients: ratio | {r['ratio']:.2f} "
+              f"({r['triggers_txn_s']:,.0f} vs {r['plain_txn_s']:,.0f} txn/s) | ≥ 0.70 |")  # fmt: skip
+        print(f"| same, NOTIFY switched off | {r['ratio_without_notify']:.2f} "
+              f"({r['without_notify_txn_s']:,.0f} txn/s) | reported |")  # fmt: skip
+    if "load_script" in results:
+        r = results["load_script"]
+        assert isinstance(r, dict)
+        print(f"| python -m db load --operations {r['operations']:,} --workers 4 | {r['wall_s']:.1f} s wall, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB | RSS < 200 MB |")  # fmt: skip
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "db.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))

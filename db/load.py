@@ -1,0 +1,180 @@
+"""The load script: writes many operations with COPY, several workers (and several copies) in parallel.
+
+Each worker keeps its own share of every pair's stock (what it received minus what it shipped) and never
+ships more than that share, so no batch can fail on stock however many workers and copies run at once.
+"""
+
+import asyncio
+import io
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import asyncpg
+
+from db.connect import connect
+from db.queries import queries
+
+COPY_COLUMNS = ("product_id", "warehouse_id", "quantity", "operation_type")
+RETRIABLE_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
+MAX_ATTEMPTS = 5
+MAX_QUANTITY = 10
+
+
+@dataclass
+class OperationGenerator:
+    """Random receipts and shipments over products × warehouses; shipments stay within this worker's share."""
+
+    rng: random.Random
+    products: int
+    warehouses: int
+    shares: dict[tuple[int, int], int] = field(default_factory=dict)
+
+    def batch(self, size: int) -> tuple[bytes, dict[tuple[int, int], int]]:
+        """COPY text for `size` operations, and the shares as they will be once it is committed."""
+        shares = dict(self.shares)
+        lines = []
+        rng = self.rng
+        for _ in range(size):
+            key = (rng.randint(1, self.products), rng.randint(1, self.warehouses))
+            share = shares.get(key, 0)
+            if share > 0 and rng.random() < 0.55:
+                quantity = -rng.randint(1, min(share, MAX_QUANTITY))
+                kind = "shipment"
+            else:
+                quantity = rng.randint(1, MAX_QUANTITY)
+                kind = "receipt"
+            shares[key] = share + quantity
+            lines.append(f"{key[0]}\t{key[1]}\t{quantity}\t{kind}\n")
+        return "".join(lines).encode(), shares
+
+
+async def copy_batch(conn: asyncpg.Connection, table: str, payload: bytes) -> None:
+    await conn.copy_to_table(table, source=io.BytesIO(payload), columns=list(COPY_COLUMNS), format="text")
+
+
+@dataclass
+class LoadStats:
+    written: int = 0
+    retries: Counter[str] = field(default_factory=Counter)
+    rejected: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def rejected_total(self) -> int:
+        return sum(self.rejected.values())
+
+
+async def ensure_reference_data(conn: asyncpg.Connection, products: int, warehouses: int) -> None:
+    q = queries("load")
+    await conn.execute(q["ensure_products"], products)
+    await conn.execute(q["ensure_warehouses"], warehouses)
+
+
+async def run_worker(
+    database_url: str, generator: OperationGenerator, operations: int, batch_size: int, stats: LoadStats
+) -> None:
+    conn = await connect(database_url)
+    try:
+        remaining = operations
+        while remaining > 0:
+            size = min(batch_size, remaining)
+            payload, shares = generator.batch(size)
+            for attempt in range(1, MAX_ATTEMPTS + 1):
+                try:
+                    await copy_batch(conn, "warehouse_operations", payload)
+                except asyncpg.PostgresError as e:
+                    reason = RETRIABLE_SQLSTATES.get(e.sqlstate or "")
+                    if reason and attempt < MAX_ATTEMPTS:
+                        stats.retries[reason] += 1
+                        await asyncio.sleep(0.05 * attempt)
+                        continue
+                    stats.rejected[f"{e.sqlstate}: {str(e).split(':')[0]}"] += size
+                else:
+                    generator.shares = shares
+                    stats.written += size
+                break
+            remaining -= size
+    finally:
+        await conn.close()
+
+
+def progress_line(done: int, total: int, elapsed: float) -> str:
+    width = 30
+    filled = int(width * done / total) if total else width
+    rate = done / elapsed if elapsed > 0 else 0.0
+    eta = (total - done) / rate if rate > 0 else float("nan")
+    return (
+        f"[{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} ops  {rate:>9,.0f} ops/s  "
+        f"ETA {eta:4.0f}s"
+    )
+
+
+async def report_progress(
+    done: Callable[[], int], total: int, started: float, stop: asyncio.Event, interval: float = 0.5
+) -> None:
+    tty = sys.stderr.isatty()
+    last_line = 0.0
+    while not stop.is_set():
+        try:
+            await asyncio.wait_for(stop.wait(), interval)
+        except TimeoutError:
+            pass
+        now = time.monotonic()
+        if tty or now - last_line >= 5 or stop.is_set():  # a log file gets a line every 5 s, not a bar
+            last_line = now
+            end = "\r" if tty and not stop.is_set() else "\n"
+            sys.stderr.write(progress_line(done(), total, now - started) + end)
+            sys.stderr.flush()
+
+
+async def load(
+    database_url: str,
+    operations: int,
+    workers: int,
+    products: int,
+    warehouses: int,
+    batch_size: int,
+    seed: int | None,
+    show_progress: bool = True,
+) -> tuple[LoadStats, float, int]:
+    """Write `operations` operations; return the stats, the elapsed seconds and the status changes counted."""
+    conn = await connect(database_url)
+    try:
+        await ensure_reference_data(conn, products, warehouses)
+        changes_before: int = await conn.fetchval(queries("load")["status_change_count"])
+    finally:
+        await conn.close()
+
+    master = random.Random(seed)
+    share, extra = divmod(operations, workers)
+    generators = [
+        OperationGenerator(random.Random(master.getrandbits(64)), products, warehouses) for _ in range(workers)
+    ]
+    stats = LoadStats()
+    started = time.monotonic()
+    stop = asyncio.Event()
+    reporter = (
+        asyncio.create_task(report_progress(lambda: stats.written + stats.rejected_total, operations, started, stop))
+        if show_progress
+        else None
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, generator in enumerate(generators):
+                count = share + (1 if i < extra else 0)
+                tg.create_task(run_worker(database_url, generator, count, batch_size, stats))
+    finally:
+        stop.set()
+        if reporter:
+            await reporter
+    elapsed = time.monotonic() - started
+
+    conn = await connect(database_url)
+    try:
+        changes_after: int = await conn.fetchval(queries("load")["status_change_count"])
+    finally:
+        await conn.close()
+    return stats, elapsed, changes_after - changes_before

@@ -1,0 +1,28 @@
+-- name: differences
+-- Every pair whose stored balance or status differs from what its operations and the rule give.
+-- One statement, so one consistent snapshot even while writers run.
+WITH ledger AS (
+    SELECT product_id, warehouse_id, sum(quantity) AS quantity
+      FROM warehouse_operations GROUP BY product_id, warehouse_id
+),
+compared AS (
+    SELECT coalesce(l.product_id, b.product_id) AS product_id,
+           coalesce(l.warehouse_id, b.warehouse_id) AS warehouse_id,
+           coalesce(l.quantity, 0) AS expected_quantity,
+           b.quantity AS stored_quantity,
+           stock_status_for(coalesce(l.quantity, 0), p.low_stock_threshold) AS expected_status,
+           b.status AS stored_status
+      FROM ledger l
+      FULL JOIN stock_balance b USING (product_id, warehouse_id)
+      LEFT JOIN products p ON p.id = coalesce(l.product_id, b.product_id)
+)
+SELECT * FROM compared
+ WHERE stored_quantity IS DISTINCT FROM expected_quantity
+    OR stored_status IS DISTINCT FROM expected_status
+    OR expected_quantity < 0
+ ORDER BY product_id, warehouse_id;
+
+-- name: summary
+SELECT (SELECT count(*) FROM warehouse_operations) AS operations,
+       (SELECT count(*) FROM stock_balance) AS pairs,
+       status_change_count() AS status_changes;

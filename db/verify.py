@@ -1,0 +1,34 @@
+"""The operator's consistency check: recompute balances and statuses from the ledger and compare."""
+
+from dataclasses import dataclass
+
+import asyncpg
+
+from db.queries import queries
+
+
+@dataclass(frozen=True)
+class Difference:
+    product_id: int
+    warehouse_id: int
+    expected_quantity: int
+    stored_quantity: int | None
+    expected_status: str
+    stored_status: str | None
+
+    def describe(self) -> str:
+        stored = "no balance row" if self.stored_quantity is None else f"{self.stored_quantity} {self.stored_status}"
+        return (
+            f"product {self.product_id} at warehouse {self.warehouse_id}: stored {stored}, "
+            f"operations give {self.expected_quantity} {self.expected_status}"
+        )
+
+
+async def differences(conn: asyncpg.Connection) -> list[Difference]:
+    rows = await conn.fetch(queries("verify")["differences"])
+    return [Difference(**dict(row)) for row in rows]
+
+
+async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
+    row: asyncpg.Record = await conn.fetchrow(queries("verify")["summary"])
+    return row
