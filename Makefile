@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: venv stack down stack-status migrate up test lint format
+.PHONY: venv stack down stack-status migrate up test lint format bench-db
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -46,3 +46,6 @@ lint: venv
 format: venv
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
+
+bench-db: venv stack  ## database core throughput, ratios against the trigger-less limit (minutes)
+	$(PY) -m bench.db_bench

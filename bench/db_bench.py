@@ -72,7 +72,11 @@ class BenchDatabase:
 
     async def __aexit__(self, *_: object) -> None:
         admin = await asyncpg.connect(self.admin_url)
-        await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        # Plain DROP stops autovacuum by itself; FORCE (for a leftover session) needs pg_signal_backend.
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
+        except asyncpg.ObjectInUseError:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
         await admin.close()
 
 
@@ -146,7 +150,7 @@ PGBENCH_SCRIPT = """\
 \\set w random(1, {warehouses})
 \\set q random(1, 10)
 INSERT INTO {table} ({columns}) VALUES (:p, :w, :q, 'receipt');
-INSERT INTO {table} ({columns}) VALUES (:p, :w, -:q, 'shipment');
+INSERT INTO {table} ({columns}) VALUES (:p, :w, -(:q)::int, 'shipment');
 """
 
 

@@ -95,7 +95,9 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--dry-run", action="store_true", help="list pending migrations, change nothing")
     m.add_argument("--dir", type=Path, default=MIGRATIONS_DIR, help=argparse.SUPPRESS)
     m.set_defaults(run=run_migrate)
-    v = commands.add_parser("verify", help="recompute balances and statuses from the operations; exit 1 on a difference")
+    v = commands.add_parser(
+        "verify", help="recompute balances and statuses from the operations; exit 1 on a difference"
+    )
     v.set_defaults(run=run_verify)
     ld = commands.add_parser("load", help="write random operations with COPY, in parallel (the load script)")
     ld.add_argument("--operations", type=positive, default=500_000, help="operations to write (500000)")

@@ -26,7 +26,7 @@ MAX_QUANTITY = 10
 
 @dataclass
 class OperationGenerator:
-    """Random receipts and shipments over products × warehouses; shipments stay within this worker's share."""
+    """Random receipts and shipments over products and warehouses; shipments stay within this worker's share."""
 
     rng: random.Random
     products: int
@@ -106,10 +106,7 @@ def progress_line(done: int, total: int, elapsed: float) -> str:
     filled = int(width * done / total) if total else width
     rate = done / elapsed if elapsed > 0 else 0.0
     eta = (total - done) / rate if rate > 0 else float("nan")
-    return (
-        f"[{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} ops  {rate:>9,.0f} ops/s  "
-        f"ETA {eta:4.0f}s"
-    )
+    return f"[{'#' * filled}{'.' * (width - filled)}] {done:>10,}/{total:,} ops  {rate:>9,.0f} ops/s  ETA {eta:4.0f}s"
 
 
 async def report_progress(

@@ -93,6 +93,4 @@ async def _apply(conn: asyncpg.Connection, migration: Migration) -> None:
                     f"migration {migration.name} failed at statement {number} (line {statement.line}: "
                     f"{first_line}): {type(e).__name__}: {e}; nothing of {migration.name} was applied"
                 ) from e
-        await conn.execute(
-            queries("migrate")["record"], migration.version, migration.name, migration.checksum
-        )
+        await conn.execute(queries("migrate")["record"], migration.version, migration.name, migration.checksum)

@@ -52,9 +52,7 @@ def split_statements(sql: str) -> list[Statement]:
     while i < len(sql):
         c = sql[i]
         if c == "'":
-            escapes = (
-                i > 0 and sql[i - 1] in "eE" and (i == 1 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
-            )
+            escapes = i > 0 and sql[i - 1] in "eE" and (i == 1 or not (sql[i - 2].isalnum() or sql[i - 2] == "_"))
             i = _skip_quoted(sql, i, "'", escapes)
         elif c == '"':
             i = _skip_quoted(sql, i, '"', False)

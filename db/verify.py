@@ -30,5 +30,6 @@ async def differences(conn: asyncpg.Connection) -> list[Difference]:
 
 
 async def summary(conn: asyncpg.Connection) -> asyncpg.Record:
-    row: asyncpg.Record = await conn.fetchrow(queries("verify")["summary"])
+    row = await conn.fetchrow(queries("verify")["summary"])
+    assert row is not None  # an aggregate query always returns one row
     return row

@@ -99,7 +99,7 @@ EOF
 pg_bootstrap() {  # role and database; safe to repeat
   local psql=("$PG_BINDIR/psql" -h "$pg_run" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt)
   if [[ -z $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'") ]]; then
-    as_pg "${psql[@]}" -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" -c "GRANT pg_checkpoint TO $PG_USER"
+    as_pg "${psql[@]}" -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" -c "GRANT pg_checkpoint, pg_signal_backend TO $PG_USER"
   fi
   if [[ -z $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") ]]; then
     as_pg "${psql[@]}" -c "CREATE DATABASE $PG_DB OWNER $PG_USER"
@@ -153,7 +153,9 @@ kafka_start() {
     -cp "$kafka_libs/*" kafka.Kafka "$kafka_conf" >"$kafka_log" 2>&1 </dev/null &
   echo $! >"$kafka_pid"
   kafka_started() {
-    kafka_running || die "Kafka exited during start; last log lines:$(printf '\n'; tail -n 15 "$kafka_log")"
+    # kill -0, not kafka_running: right after the fork the pid may not have exec'd java yet.
+    kill -0 "$(cat "$kafka_pid")" 2>/dev/null \
+      || die "Kafka exited during start; last log lines:$(printf '\n'; tail -n 15 "$kafka_log")"
     grep -q 'Kafka Server started' "$kafka_log" && port_open "$KAFKA_PORT"
   }
   wait_for 90 "Kafka" kafka_started || die "Kafka did not answer within 90 s; see $kafka_log"

@@ -40,7 +40,11 @@ async def _create_database(stack: Services, template: str | None = None) -> str:
 async def _drop_database(stack: Services, name: str) -> None:
     admin = await asyncpg.connect(stack.database_url)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        # Plain DROP stops autovacuum by itself; FORCE (for a leftover session) needs pg_signal_backend.
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        except asyncpg.ObjectInUseError:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
 

@@ -35,9 +35,7 @@ def _containers() -> Iterator[Services]:
     from testcontainers.postgres import PostgresContainer
 
     with (
-        PostgresContainer(
-            POSTGRES_IMAGE, username="warehouse", password="warehouse", dbname="warehouse"
-        ) as pg,
+        PostgresContainer(POSTGRES_IMAGE, username="warehouse", password="warehouse", dbname="warehouse") as pg,
         KafkaContainer(KAFKA_IMAGE).with_kraft() as kafka,
     ):
         url = pg.get_connection_url(driver=None)

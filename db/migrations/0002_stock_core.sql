@@ -1,11 +1,11 @@
 -- Stock core: the operations ledger, balances with their status, the status-change outbox and counter,
 -- and the statement-level triggers that keep them exact under parallel writers (see README "Data rules").
 --
--- Locking protocol (what keeps parallel loaders free of deadlocks):
---   * balance rows are locked in one global order, (product_id, warehouse_id), once per statement;
---   * a statement creating a new (product, warehouse) pair first takes FOR SHARE on the product row, so a
---     concurrent threshold change either sees the new pair or is seen by it;
---   * thresholds are read only after the balance rows are locked, in a later statement (fresh snapshot);
+-- Locking protocol (what keeps parallel loaders exact and free of deadlocks):
+--   * balance rows are locked and written once per statement, in one global order (product_id, warehouse_id),
+--     by a single ordered INSERT … ON CONFLICT DO UPDATE;
+--   * writers hold ROW EXCLUSIVE on stock_balance; a threshold change takes SHARE ROW EXCLUSIVE, so it runs
+--     between writers, never beside one: the thresholds a writer reads cannot change under it;
 --   * the counter is append-only: no row is ever contended.
 
 CREATE TYPE operation_type AS ENUM ('receipt', 'shipment', 'transfer_in', 'transfer_out', 'adjustment');
@@ -14,9 +14,9 @@ CREATE TYPE stock_status AS ENUM ('available', 'running_low', 'out_of_stock');
 -- The rule: 0 -> out_of_stock, 1..threshold -> running_low, above -> available. Inlined by the planner.
 CREATE FUNCTION stock_status_for(quantity bigint, threshold integer) RETURNS stock_status
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
-    SELECT CASE WHEN quantity <= 0 THEN 'out_of_stock'
-                WHEN quantity <= threshold THEN 'running_low'
-                ELSE 'available' END::stock_status
+    SELECT CASE WHEN quantity <= 0 THEN 'out_of_stock'::stock_status
+                WHEN quantity <= threshold THEN 'running_low'::stock_status
+                ELSE 'available'::stock_status END
 $$;
 
 -- The ledger: one row per movement, never updated or deleted. quantity is the signed change.
@@ -46,6 +46,9 @@ CREATE TABLE stock_balance (
     warehouse_id      bigint       NOT NULL REFERENCES warehouses (id),
     quantity          bigint       NOT NULL DEFAULT 0,
     status            stock_status NOT NULL DEFAULT 'out_of_stock',
+    -- The product's threshold, kept here so the one write per pair can compute the status from the row it
+    -- locked; a threshold change rewrites it (reevaluate_statuses).
+    low_stock_threshold integer    NOT NULL,
     updated_at        timestamptz  NOT NULL DEFAULT now(),
     status_changed_at timestamptz  NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, warehouse_id)
@@ -58,6 +61,7 @@ CREATE VIEW products_status AS
 
 -- One row per status change, written in the operation's transaction; the bridge publishes and deletes them.
 -- Per pair, id order is commit order: the trigger takes the id only after locking the pair's balance row.
+-- old_status is what the pair had before the operation: by the rule, from the quantity before it.
 CREATE TABLE status_change_outbox (
     id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     event_id     uuid         NOT NULL DEFAULT gen_random_uuid(),
@@ -121,28 +125,17 @@ CREATE TRIGGER operations_are_immutable
     BEFORE UPDATE OR DELETE OR TRUNCATE ON warehouse_operations
     FOR EACH STATEMENT EXECUTE FUNCTION operations_are_immutable();
 
--- Raise the clear error for an unknown product or warehouse among the given pairs, and take FOR SHARE on
--- the products of pairs that have no balance row yet (see the locking protocol above).
-CREATE FUNCTION check_new_pairs(pair_products bigint[], pair_warehouses bigint[]) RETURNS void
+-- The clear error for pairs whose product or warehouse does not exist.
+CREATE FUNCTION raise_unknown_references(pair_products bigint[], pair_warehouses bigint[]) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
     missing_product bigint;
     missing_warehouse bigint;
 BEGIN
-    WITH pairs AS (
-        SELECT DISTINCT k.product_id, k.warehouse_id
-        FROM unnest(pair_products, pair_warehouses) AS k (product_id, warehouse_id)
-        WHERE NOT EXISTS (SELECT 1 FROM stock_balance b
-                          WHERE b.product_id = k.product_id AND b.warehouse_id = k.warehouse_id)
-    ),
-    locked AS (
-        SELECT p.id FROM products p WHERE p.id IN (SELECT product_id FROM pairs)
-        ORDER BY p.id FOR SHARE
-    )
-    SELECT (SELECT min(product_id) FROM pairs WHERE product_id NOT IN (SELECT id FROM locked)),
-           (SELECT min(warehouse_id) FROM pairs
-             WHERE NOT EXISTS (SELECT 1 FROM warehouses w WHERE w.id = pairs.warehouse_id))
-      INTO missing_product, missing_warehouse;
+    SELECT min(k.product_id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = k.product_id)),
+           min(k.warehouse_id) FILTER (WHERE NOT EXISTS (SELECT 1 FROM warehouses w WHERE w.id = k.warehouse_id))
+      INTO missing_product, missing_warehouse
+      FROM unnest(pair_products, pair_warehouses) AS k (product_id, warehouse_id);
     IF missing_product IS NOT NULL THEN
         RAISE EXCEPTION 'unknown product: % does not exist', missing_product
             USING ERRCODE = 'WH002', DETAIL = format('product_id=%s', missing_product);
@@ -177,102 +170,104 @@ DECLARE
     op record;
     keys_p bigint[];
     keys_w bigint[];
-    start_q bigint[];
-    start_s stock_status[];
     bad record;
     v_q_after bigint;
-    v_old_status stock_status;
-    v_new_status stock_status;
+    v_threshold integer;
 BEGIN
     SELECT count(*) INTO n_ops FROM new_ops;
     IF n_ops = 0 THEN
         RETURN NULL;
     END IF;
+    -- Waits while a threshold change runs; from here on no threshold can change under this transaction.
+    LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;
 
     IF n_ops = 1 THEN
-        -- Fast path for the API's one-row inserts: a few indexed single-row statements.
+        -- Fast path for the API's one-row inserts: one indexed update in the common case.
         SELECT * INTO op FROM new_ops;
-        UPDATE stock_balance b SET quantity = b.quantity + op.quantity, updated_at = now()
+        UPDATE stock_balance b
+           SET quantity = b.quantity + op.quantity,
+               status = stock_status_for(b.quantity + op.quantity, b.low_stock_threshold),
+               status_changed_at = CASE WHEN stock_status_for(b.quantity + op.quantity, b.low_stock_threshold)
+                                             <> b.status THEN now() ELSE b.status_changed_at END,
+               updated_at = now()
          WHERE b.product_id = op.product_id AND b.warehouse_id = op.warehouse_id
-        RETURNING b.quantity, b.status INTO v_q_after, v_old_status;
+        RETURNING b.quantity, b.low_stock_threshold INTO v_q_after, v_threshold;
         IF NOT FOUND THEN
-            PERFORM check_new_pairs(ARRAY[op.product_id], ARRAY[op.warehouse_id]);
-            INSERT INTO stock_balance AS b (product_id, warehouse_id, quantity)
-            VALUES (op.product_id, op.warehouse_id, op.quantity)
-            ON CONFLICT (product_id, warehouse_id)
-                DO UPDATE SET quantity = b.quantity + excluded.quantity, updated_at = now()
-            RETURNING b.quantity, b.status INTO v_q_after, v_old_status;
+            INSERT INTO stock_balance AS b (product_id, warehouse_id, quantity, status, low_stock_threshold)
+            SELECT op.product_id, op.warehouse_id, op.quantity,
+                   stock_status_for(op.quantity, p.low_stock_threshold), p.low_stock_threshold
+              FROM products p
+             WHERE p.id = op.product_id AND EXISTS (SELECT 1 FROM warehouses w WHERE w.id = op.warehouse_id)
+            ON CONFLICT (product_id, warehouse_id) DO UPDATE
+               SET quantity = b.quantity + excluded.quantity,
+                   status = stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold),
+                   status_changed_at = CASE WHEN stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold)
+                                                 <> b.status THEN now() ELSE b.status_changed_at END,
+                   updated_at = now()
+            RETURNING b.quantity, b.low_stock_threshold INTO v_q_after, v_threshold;
+            IF NOT FOUND THEN
+                PERFORM raise_unknown_references(ARRAY[op.product_id], ARRAY[op.warehouse_id]);
+            END IF;
         END IF;
         IF v_q_after < 0 THEN
             PERFORM raise_insufficient_stock(op.product_id, op.warehouse_id, v_q_after - op.quantity,
                                              -op.quantity, op.operation_type, 1);
         END IF;
-        -- A fresh snapshot, taken after the row lock: sees any threshold change that committed before it.
-        SELECT stock_status_for(v_q_after, p.low_stock_threshold) INTO v_new_status
-          FROM products p WHERE p.id = op.product_id;
-        IF v_new_status <> v_old_status THEN
-            UPDATE stock_balance SET status = v_new_status, status_changed_at = now()
-             WHERE product_id = op.product_id AND warehouse_id = op.warehouse_id;
+        IF stock_status_for(v_q_after, v_threshold) <> stock_status_for(v_q_after - op.quantity, v_threshold) THEN
             INSERT INTO status_change_outbox
                 (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-            VALUES (op.product_id, op.warehouse_id, v_old_status, v_new_status, v_q_after, op.id, op.created_at);
+            VALUES (op.product_id, op.warehouse_id, stock_status_for(v_q_after - op.quantity, v_threshold),
+                    stock_status_for(v_q_after, v_threshold), v_q_after, op.id, op.created_at);
             INSERT INTO status_change_counter (changes) VALUES (1);
         END IF;
         RETURN NULL;
     END IF;
 
-    -- Bulk path. 1: unknown products/warehouses, and product locks for new pairs.
-    SELECT array_agg(product_id), array_agg(warehouse_id) INTO keys_p, keys_w
-      FROM (SELECT DISTINCT product_id, warehouse_id FROM new_ops) k;
-    PERFORM check_new_pairs(keys_p, keys_w);
-
-    -- 2: add each pair's net change, locking balance rows in key order; keep the starting state.
-    WITH net AS (
+    -- Bulk path: one statement. Running sums per pair are computed before any lock is taken (the sort under
+    -- the ordered insert consumes them first); then one ordered write per pair adds the net change, sets the
+    -- final status and is the lock; then each status change is written to the outbox and counted.
+    -- Pairs whose product or warehouse is unknown drop out of the write and are reported below; the first
+    -- operation that would go below zero is reported too. Either error undoes the whole statement.
+    WITH running AS (
+        SELECT id, product_id, warehouse_id, quantity, created_at,
+               sum(quantity) OVER (PARTITION BY product_id, warehouse_id ORDER BY id) AS q_relative
+          FROM new_ops
+    ),
+    net AS (
         SELECT product_id, warehouse_id, sum(quantity) AS delta
-          FROM new_ops GROUP BY product_id, warehouse_id
+          FROM running GROUP BY product_id, warehouse_id
     ),
     upserted AS (
-        INSERT INTO stock_balance AS b (product_id, warehouse_id, quantity)
-        SELECT product_id, warehouse_id, delta FROM net ORDER BY product_id, warehouse_id
-        ON CONFLICT (product_id, warehouse_id)
-            DO UPDATE SET quantity = b.quantity + excluded.quantity, updated_at = now()
-        RETURNING b.product_id, b.warehouse_id, b.quantity, b.status
-    )
-    SELECT array_agg(u.product_id), array_agg(u.warehouse_id), array_agg(u.quantity - n.delta), array_agg(u.status)
-      INTO keys_p, keys_w, start_q, start_s
-      FROM upserted u JOIN net n USING (product_id, warehouse_id);
-
-    -- 3: run the operations in id order per pair (thresholds read now, after the locks); write statuses,
-    -- outbox and counter; report the first operation that would go below zero (its error undoes it all).
-    WITH steps AS (
-        SELECT id, product_id, warehouse_id, quantity, operation_type, created_at, q_after, row_no,
-               lag(status, 1, s_start) OVER (PARTITION BY product_id, warehouse_id ORDER BY id) AS old_status,
-               status AS new_status
-          FROM (SELECT o.id, o.product_id, o.warehouse_id, o.quantity, o.operation_type, o.created_at,
-                       s.s_start, p.low_stock_threshold,
-                       s.q_start + sum(o.quantity)
-                           OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id) AS q_after,
-                       row_number() OVER (ORDER BY o.id) AS row_no
-                  FROM new_ops o
-                  JOIN unnest(keys_p, keys_w, start_q, start_s) AS s (product_id, warehouse_id, q_start, s_start)
-                    USING (product_id, warehouse_id)
-                  JOIN products p ON p.id = o.product_id) r,
-               LATERAL (SELECT stock_status_for(r.q_after, r.low_stock_threshold) AS status) st
+        INSERT INTO stock_balance AS b (product_id, warehouse_id, quantity, status, low_stock_threshold)
+        SELECT n.product_id, n.warehouse_id, n.delta,
+               stock_status_for(n.delta, p.low_stock_threshold), p.low_stock_threshold
+          FROM net n
+          JOIN products p ON p.id = n.product_id
+         WHERE n.warehouse_id IN (SELECT id FROM warehouses)
+         ORDER BY n.product_id, n.warehouse_id
+        ON CONFLICT (product_id, warehouse_id) DO UPDATE
+           SET quantity = b.quantity + excluded.quantity,
+               status = stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold),
+               status_changed_at = CASE WHEN stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold)
+                                             <> b.status THEN now() ELSE b.status_changed_at END,
+               updated_at = now()
+        RETURNING b.product_id, b.warehouse_id, b.quantity, b.low_stock_threshold
     ),
-    final AS (
-        SELECT DISTINCT ON (product_id, warehouse_id) product_id, warehouse_id, new_status
-          FROM steps ORDER BY product_id, warehouse_id, id DESC
-    ),
-    statuses AS (
-        UPDATE stock_balance b SET status = f.new_status, status_changed_at = now()
-          FROM final f
-         WHERE b.product_id = f.product_id AND b.warehouse_id = f.warehouse_id AND b.status <> f.new_status
+    steps AS (
+        SELECT r.id, r.product_id, r.warehouse_id, r.quantity, r.created_at, u.low_stock_threshold AS threshold,
+               u.quantity - n.delta + r.q_relative AS q_after
+          FROM running r
+          JOIN upserted u USING (product_id, warehouse_id)
+          JOIN net n USING (product_id, warehouse_id)
     ),
     events AS (
         INSERT INTO status_change_outbox
             (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-        SELECT product_id, warehouse_id, old_status, new_status, q_after, id, created_at
-          FROM steps WHERE new_status <> old_status
+        SELECT product_id, warehouse_id, stock_status_for(q_after - quantity, threshold),
+               stock_status_for(q_after, threshold), q_after, id, created_at
+          FROM steps
+         WHERE stock_status_for(q_after - quantity, threshold) <> stock_status_for(q_after, threshold)
+           AND q_after >= 0
          ORDER BY product_id, warehouse_id, id
         RETURNING 1
     ),
@@ -280,13 +275,23 @@ BEGIN
         INSERT INTO status_change_counter (changes)
         SELECT count(*) FROM events HAVING count(*) > 0
     )
-    SELECT product_id, warehouse_id, q_after - quantity AS available, -quantity AS requested,
-           operation_type, row_no
+    SELECT (SELECT count(*) FROM net) - (SELECT count(*) FROM upserted) AS unknown_pairs,
+           first_negative.id, first_negative.product_id, first_negative.warehouse_id,
+           first_negative.quantity, first_negative.q_after
       INTO bad
-      FROM steps WHERE q_after < 0 ORDER BY id LIMIT 1;
-    IF FOUND THEN
-        PERFORM raise_insufficient_stock(bad.product_id, bad.warehouse_id, bad.available, bad.requested,
-                                         bad.operation_type, bad.row_no);
+      FROM (SELECT 1) AS one
+      LEFT JOIN LATERAL (SELECT * FROM steps WHERE q_after < 0 ORDER BY id LIMIT 1) AS first_negative ON true;
+
+    IF bad.unknown_pairs > 0 THEN
+        SELECT array_agg(product_id), array_agg(warehouse_id) INTO keys_p, keys_w
+          FROM (SELECT DISTINCT product_id, warehouse_id FROM new_ops) k;
+        PERFORM raise_unknown_references(keys_p, keys_w);
+    END IF;
+    IF bad.id IS NOT NULL THEN
+        PERFORM raise_insufficient_stock(
+            bad.product_id, bad.warehouse_id, bad.q_after - bad.quantity, -bad.quantity,
+            (SELECT operation_type FROM new_ops WHERE id = bad.id),
+            (SELECT count(*) FROM new_ops WHERE id <= bad.id));
     END IF;
     RETURN NULL;
 END
@@ -314,26 +319,29 @@ CREATE TRIGGER notify_status_change
     REFERENCING NEW TABLE AS new_events
     FOR EACH STATEMENT EXECUTE FUNCTION notify_status_change();
 
--- A threshold change re-evaluates the product's statuses and emits the resulting changes.
+-- A threshold change re-evaluates the product's statuses and emits the resulting changes. It waits for
+-- running writers and holds new ones back until it commits (SHARE ROW EXCLUSIVE): threshold changes are rare,
+-- and this keeps every writer's view of thresholds fixed for its whole transaction.
 CREATE FUNCTION reevaluate_statuses() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- Lock the affected balance rows in the global key order first, like every other writer.
-    PERFORM 1 FROM stock_balance b
-      WHERE b.product_id IN (SELECT n.id FROM new_products n JOIN old_products o USING (id)
-                              WHERE n.low_stock_threshold <> o.low_stock_threshold)
-      ORDER BY b.product_id, b.warehouse_id FOR UPDATE;
+    IF NOT EXISTS (SELECT 1 FROM new_products n JOIN old_products o USING (id)
+                    WHERE n.low_stock_threshold <> o.low_stock_threshold) THEN
+        RETURN NULL;
+    END IF;
+    LOCK TABLE stock_balance IN SHARE ROW EXCLUSIVE MODE;
     WITH target AS (
-        SELECT b.product_id, b.warehouse_id, b.quantity, b.status AS old_status,
+        SELECT b.product_id, b.warehouse_id, b.quantity, b.status AS old_status, n.low_stock_threshold,
                stock_status_for(b.quantity, n.low_stock_threshold) AS new_status
           FROM stock_balance b
           JOIN new_products n ON n.id = b.product_id
-          JOIN old_products o ON o.id = n.id
-         WHERE n.low_stock_threshold <> o.low_stock_threshold
-           AND b.status <> stock_status_for(b.quantity, n.low_stock_threshold)
+         WHERE b.low_stock_threshold <> n.low_stock_threshold
     ),
-    statuses AS (
-        UPDATE stock_balance b SET status = t.new_status, status_changed_at = now()
+    updated AS (
+        UPDATE stock_balance b
+           SET low_stock_threshold = t.low_stock_threshold,
+               status = t.new_status,
+               status_changed_at = CASE WHEN t.new_status <> t.old_status THEN now() ELSE b.status_changed_at END
           FROM target t
          WHERE b.product_id = t.product_id AND b.warehouse_id = t.warehouse_id
     ),
@@ -341,7 +349,8 @@ BEGIN
         INSERT INTO status_change_outbox
             (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
         SELECT product_id, warehouse_id, old_status, new_status, quantity, NULL, now()
-          FROM target ORDER BY product_id, warehouse_id
+          FROM target WHERE new_status <> old_status
+         ORDER BY product_id, warehouse_id
         RETURNING 1
     )
     INSERT INTO status_change_counter (changes)
@@ -354,3 +363,57 @@ CREATE TRIGGER reevaluate_statuses
     AFTER UPDATE ON products
     REFERENCING OLD TABLE AS old_products NEW TABLE AS new_products
     FOR EACH STATEMENT EXECUTE FUNCTION reevaluate_statuses();
+
+-- A transfer: both legs in one statement with one transfer_id; insufficient stock at the source moves nothing.
+CREATE FUNCTION transfer_stock(product bigint, from_warehouse bigint, to_warehouse bigint, amount integer)
+RETURNS uuid
+LANGUAGE plpgsql AS $$
+DECLARE
+    transfer uuid := gen_random_uuid();
+BEGIN
+    IF amount IS NULL OR amount <= 0 THEN
+        RAISE EXCEPTION 'invalid operation: a transfer moves a positive quantity, got %', amount
+            USING ERRCODE = 'WH004';
+    END IF;
+    IF from_warehouse = to_warehouse THEN
+        RAISE EXCEPTION 'invalid operation: a transfer needs two different warehouses, got % twice', from_warehouse
+            USING ERRCODE = 'WH004';
+    END IF;
+    INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id)
+    VALUES (product, from_warehouse, -amount, 'transfer_out', transfer),
+           (product, to_warehouse, amount, 'transfer_in', transfer);
+    RETURN transfer;
+END
+$$;
+
+-- An inventory count: records the difference between the counted and the stored quantity as an adjustment,
+-- computed under the pair's row lock so no concurrent operation slips in between. Returns the operation's id,
+-- or NULL when the count matches.
+CREATE FUNCTION adjust_stock(product bigint, warehouse bigint, counted bigint)
+RETURNS bigint
+LANGUAGE plpgsql AS $$
+DECLARE
+    stored bigint;
+    operation bigint;
+BEGIN
+    IF counted IS NULL OR counted < 0 THEN
+        RAISE EXCEPTION 'invalid operation: a counted quantity is 0 or more, got %', counted
+            USING ERRCODE = 'WH004';
+    END IF;
+    PERFORM raise_unknown_references(ARRAY[product], ARRAY[warehouse]);
+    LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;  -- see the locking protocol at the top
+    -- A pair never stocked gets its (empty) row first, so there is always a row to lock.
+    INSERT INTO stock_balance (product_id, warehouse_id, low_stock_threshold)
+    SELECT product, warehouse, p.low_stock_threshold FROM products p WHERE p.id = product
+    ON CONFLICT (product_id, warehouse_id) DO NOTHING;
+    SELECT b.quantity INTO stored FROM stock_balance b
+     WHERE b.product_id = product AND b.warehouse_id = warehouse FOR UPDATE;
+    IF stored = counted THEN
+        RETURN NULL;
+    END IF;
+    INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type)
+    VALUES (product, warehouse, counted - stored, 'adjustment')
+    RETURNING id INTO operation;
+    RETURN operation;
+END
+$$;

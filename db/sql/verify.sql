@@ -11,14 +11,18 @@ compared AS (
            coalesce(l.quantity, 0) AS expected_quantity,
            b.quantity AS stored_quantity,
            stock_status_for(coalesce(l.quantity, 0), p.low_stock_threshold) AS expected_status,
-           b.status AS stored_status
+           b.status AS stored_status,
+           p.low_stock_threshold AS threshold,
+           b.low_stock_threshold AS stored_threshold
       FROM ledger l
       FULL JOIN stock_balance b USING (product_id, warehouse_id)
       LEFT JOIN products p ON p.id = coalesce(l.product_id, b.product_id)
 )
-SELECT * FROM compared
+SELECT product_id, warehouse_id, expected_quantity, stored_quantity, expected_status, stored_status
+  FROM compared
  WHERE stored_quantity IS DISTINCT FROM expected_quantity
     OR stored_status IS DISTINCT FROM expected_status
+    OR stored_threshold IS DISTINCT FROM threshold
     OR expected_quantity < 0
  ORDER BY product_id, warehouse_id;
 

@@ -28,9 +28,7 @@ async def run_db_cli(database_url: str, *args: str) -> tuple[int, str, str]:
 async def applied_versions(database_url: str) -> list[int]:
     conn = await asyncpg.connect(database_url)
     try:
-        return [
-            r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")
-        ]
+        return [r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations ORDER BY version")]
     finally:
         await conn.close()
 
@@ -85,9 +83,7 @@ async def test_a_failing_migration_leaves_nothing_and_names_file_and_statement(
     assert await applied_versions(empty_database_url) == [m.version for m in discover()]
 
 
-async def test_an_applied_migration_that_was_edited_is_refused(
-    empty_database_url: str, tmp_path: Path
-) -> None:
+async def test_an_applied_migration_that_was_edited_is_refused(empty_database_url: str, tmp_path: Path) -> None:
     (tmp_path / "0001_first.sql").write_text("CREATE TABLE first_probe (id int);\n")
     assert (await run_db_cli(empty_database_url, "migrate", "--dir", str(tmp_path)))[0] == 0
 

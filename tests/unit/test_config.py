@@ -25,9 +25,7 @@ def test_database_url_accepts_plain_and_sqlalchemy_forms(given: str, monkeypatch
         ("warehouse", "must look like postgresql://"),
     ],
 )
-def test_a_bad_database_url_says_what_is_wrong(
-    given: str, complaint: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_bad_database_url_says_what_is_wrong(given: str, complaint: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABASE_URL", given)
     with pytest.raises(ValidationError, match=complaint):
         DatabaseSettings()

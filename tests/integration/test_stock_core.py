@@ -1,0 +1,363 @@
+"""The database core: balances, statuses, outbox and counter, as a warehouse user checks them."""
+
+import asyncio
+import io
+import itertools
+import os
+import sys
+
+import asyncpg
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from db.load import COPY_COLUMNS, copy_batch, load
+from db.verify import differences
+
+pytestmark = pytest.mark.integration
+
+
+def rule(quantity: int, threshold: int) -> str:
+    return "out_of_stock" if quantity <= 0 else "running_low" if quantity <= threshold else "available"
+
+
+async def make_reference(db: asyncpg.Connection, products: int = 3, warehouses: int = 3) -> None:
+    await db.execute("INSERT INTO products (id, name) SELECT g, 'p' || g FROM generate_series(1, $1::int) g", products)
+    await db.execute(
+        "INSERT INTO warehouses (id, name) SELECT g, 'w' || g FROM generate_series(1, $1::int) g", warehouses
+    )
+
+
+async def insert(db: asyncpg.Connection, *ops: tuple[int, int, int]) -> None:
+    """One INSERT statement holding all the given operations, in order."""
+    await db.execute(
+        "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) "
+        "SELECT * FROM unnest($1::bigint[], $2::bigint[], $3::int[])",
+        [o[0] for o in ops], [o[1] for o in ops], [o[2] for o in ops],
+    )  # fmt: skip
+
+
+async def balance(db: asyncpg.Connection, product: int, warehouse: int) -> tuple[int, str] | None:
+    row = await db.fetchrow(
+        "SELECT quantity, status::text FROM stock_balance WHERE product_id = $1 AND warehouse_id = $2",
+        product, warehouse,
+    )  # fmt: skip
+    return None if row is None else (row["quantity"], row["status"])
+
+
+async def events(db: asyncpg.Connection) -> list[tuple[int, int, str, str, int]]:
+    rows = await db.fetch(
+        "SELECT product_id, warehouse_id, old_status::text, new_status::text, quantity "
+        "FROM status_change_outbox ORDER BY id"
+    )
+    return [tuple(r) for r in rows]
+
+
+async def state(db: asyncpg.Connection) -> tuple[list[tuple[object, ...]], int, int]:
+    ops = await db.fetchval("SELECT count(*) FROM warehouse_operations")
+    rows = await db.fetch("SELECT * FROM stock_balance ORDER BY 1, 2")
+    return [tuple(r) for r in rows], ops, await db.fetchval("SELECT status_change_count()")
+
+
+# --- the rule and the transitions ---------------------------------------------------------------------
+
+
+async def test_a_new_pair_starts_out_of_stock_and_each_crossing_is_one_event(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 5))  # out_of_stock -> running_low
+    await insert(db, (1, 1, 10))  # running_low -> available
+    await insert(db, (1, 1, -15), (1, 1, 3), (1, 1, -1))  # -> out_of_stock -> running_low, then none
+
+    assert await balance(db, 1, 1) == (2, "running_low")
+    assert await events(db) == [
+        (1, 1, "out_of_stock", "running_low", 5),
+        (1, 1, "running_low", "available", 15),
+        (1, 1, "available", "out_of_stock", 0),
+        (1, 1, "out_of_stock", "running_low", 3),
+    ]
+    assert await db.fetchval("SELECT status_change_count()") == 4
+    assert await db.fetchval("SELECT status FROM products_status WHERE product_id = 1 AND warehouse_id = 1") == (
+        "running_low"
+    )
+
+
+async def test_operation_type_follows_the_sign_when_omitted(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 4), (1, 1, -1))
+    types = await db.fetch("SELECT operation_type::text FROM warehouse_operations ORDER BY id")
+    assert [t[0] for t in types] == ["receipt", "shipment"]
+
+
+async def test_copy_without_a_type_column_works(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await db.copy_to_table(
+        "warehouse_operations", source=io.BytesIO(b"1\t1\t7\n1\t1\t-2\n"),
+        columns=["product_id", "warehouse_id", "quantity"],
+    )  # fmt: skip
+    assert await balance(db, 1, 1) == (5, "running_low")
+
+
+async def test_the_ledger_cannot_be_rewritten(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 4))
+    with pytest.raises(asyncpg.PostgresError, match="invalid operation: warehouse_operations is a ledger") as e:
+        await db.execute("UPDATE warehouse_operations SET quantity = 40")
+    assert e.value.sqlstate == "WH004"
+    assert await balance(db, 1, 1) == (4, "running_low")
+
+
+# --- rejected statements leave nothing ----------------------------------------------------------------
+
+
+async def test_negative_stock_in_a_single_insert_is_rejected_whole(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 4))
+    before = await state(db)
+
+    with pytest.raises(asyncpg.PostgresError) as e:
+        await insert(db, (1, 1, -9))
+
+    assert e.value.sqlstate == "WH001"
+    assert str(e.value).startswith("insufficient stock: product 1 at warehouse 1 has 4,")
+    assert "requests 9" in str(e.value)
+    assert await state(db) == before
+
+
+async def test_negative_stock_in_the_middle_of_a_batch_rejects_the_whole_batch(
+    db: asyncpg.Connection,
+) -> None:
+    await make_reference(db)
+    await insert(db, (2, 2, 3))
+    before = await state(db)
+    outbox_before = await events(db)
+
+    with pytest.raises(asyncpg.PostgresError) as e:
+        await copy_batch(db, "warehouse_operations", b"1\t1\t5\treceipt\n2\t2\t-4\tshipment\n3\t3\t9\treceipt\n")
+
+    assert e.value.sqlstate == "WH001"
+    assert "product 2 at warehouse 2 has 3, the shipment in row 2 of the statement requests 4" in str(e.value)
+    assert await state(db) == before
+    assert await events(db) == outbox_before
+
+
+@pytest.mark.parametrize(("op", "sqlstate", "message"), [
+    ((99, 1, 5), "WH002", "unknown product: 99 does not exist"),
+    ((1, 99, 5), "WH003", "unknown warehouse: 99 does not exist"),
+])  # fmt: skip
+async def test_unknown_product_or_warehouse_is_rejected_and_nothing_stored(
+    db: asyncpg.Connection, op: tuple[int, int, int], sqlstate: str, message: str
+) -> None:
+    await make_reference(db)
+    for statement in ([op], [op, (1, 1, 5)]):  # the one-row path and the batch path
+        with pytest.raises(asyncpg.PostgresError, match=message) as e:
+            await insert(db, *statement)
+        assert e.value.sqlstate == sqlstate
+    assert await state(db) == ([], 0, 0)
+
+
+# --- transfers, counts, thresholds ---------------------------------------------------------------------
+
+
+async def test_a_transfer_moves_stock_atomically_with_one_transfer_id(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 20))
+
+    transfer = await db.fetchval("SELECT transfer_stock(1, 1, 2, 15)")
+
+    assert await balance(db, 1, 1) == (5, "running_low")
+    assert await balance(db, 1, 2) == (15, "available")
+    legs = await db.fetch("SELECT operation_type::text, quantity FROM warehouse_operations WHERE transfer_id = $1 "
+                          "ORDER BY id", transfer)  # fmt: skip
+    assert [tuple(r) for r in legs] == [("transfer_out", -15), ("transfer_in", 15)]
+
+
+async def test_a_transfer_without_enough_stock_moves_nothing(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 3))
+    before = await state(db)
+
+    with pytest.raises(asyncpg.PostgresError, match="insufficient stock: product 1 at warehouse 1 has 3") as e:
+        await db.fetchval("SELECT transfer_stock(1, 1, 2, 4)")
+
+    assert e.value.sqlstate == "WH001"
+    assert await state(db) == before
+    for bad_args in ((1, 1, 1, 2), (1, 1, 2, 0)):
+        with pytest.raises(asyncpg.PostgresError, match="invalid operation"):
+            await db.fetchval("SELECT transfer_stock($1, $2, $3, $4)", *bad_args)
+
+
+async def test_an_inventory_count_writes_the_difference_as_an_adjustment(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 30))
+
+    adjustment = await db.fetchval("SELECT adjust_stock(1, 1, 8)")
+    assert await db.fetchval("SELECT quantity FROM warehouse_operations WHERE id = $1", adjustment) == -22
+    assert await balance(db, 1, 1) == (8, "running_low")
+    assert await db.fetchval("SELECT adjust_stock(1, 1, 8)") is None  # the count matches: nothing written
+    assert await db.fetchval("SELECT adjust_stock(1, 2, 4)") is not None  # a pair never stocked
+    assert await balance(db, 1, 2) == (4, "running_low")
+    with pytest.raises(asyncpg.PostgresError, match="unknown product"):
+        await db.fetchval("SELECT adjust_stock(99, 1, 4)")
+
+
+async def test_concurrent_counts_of_the_same_pair_never_add_up(database_url: str, db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    conns = [await asyncpg.connect(database_url) for _ in range(4)]
+    try:
+        await asyncio.gather(*(c.fetchval("SELECT adjust_stock(1, 1, 7)") for c in conns))
+    finally:
+        for c in conns:
+            await c.close()
+    assert await balance(db, 1, 1) == (7, "running_low")
+
+
+async def test_a_threshold_change_reevaluates_statuses_and_emits_their_changes(
+    db: asyncpg.Connection,
+) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 8), (1, 2, 30), (2, 1, 8))
+    seen = len(await events(db))
+
+    await db.execute("UPDATE products SET low_stock_threshold = 40 WHERE id = 1")
+
+    assert await balance(db, 1, 1) == (8, "running_low")  # unchanged status, no event
+    assert await balance(db, 1, 2) == (30, "running_low")
+    assert await balance(db, 2, 1) == (8, "running_low")  # other product untouched
+    assert (await events(db))[seen:] == [(1, 2, "available", "running_low", 30)]
+    await db.execute("UPDATE products SET low_stock_threshold = 5 WHERE id = 1")
+    assert (await events(db))[seen + 1 :] == [
+        (1, 1, "running_low", "available", 8),
+        (1, 2, "running_low", "available", 30),
+    ]
+    assert await db.fetchval("SELECT status_change_count()") == len(await events(db))
+    assert await differences(db) == []
+
+
+# --- NOTIFY -------------------------------------------------------------------------------------------
+
+
+async def test_one_small_notification_per_statement_that_changed_a_status(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    await make_reference(db)
+    listener = await asyncpg.connect(database_url)
+    received: list[str] = []
+    await listener.add_listener("warehouse_status_changes", lambda *args: received.append(args[3]))
+    try:
+        await insert(db, *[(p, w, 5) for p in (1, 2, 3) for w in (1, 2, 3)])  # 9 status changes
+        await insert(db, (1, 1, 1))  # no status change
+        await db.execute("SELECT pg_notify('warehouse_status_changes', 'probe')")  # marks the end
+        for _ in range(50):
+            if "probe" in received:
+                break
+            await asyncio.sleep(0.1)
+    finally:
+        await listener.close()
+    assert received == ["outbox", "probe"]
+
+
+# --- batches equal one-by-one ---------------------------------------------------------------------------
+
+KEYS = [(p, w) for p in (1, 2) for w in (1, 2)]
+operations = st.lists(st.tuples(st.sampled_from(KEYS), st.integers(-25, 25).filter(bool)), min_size=1, max_size=60)
+thresholds = st.lists(st.integers(0, 15), min_size=2, max_size=2)
+example_ids = itertools.count(1)
+
+
+def valid(raw: list[tuple[tuple[int, int], int]]) -> list[tuple[int, int, int]]:
+    """Clamp shipments so no balance goes below zero (a batch with a negative step is rejected whole)."""
+    stock: dict[tuple[int, int], int] = {}
+    out = []
+    for key, quantity in raw:
+        quantity = max(quantity, -stock.get(key, 0))
+        if quantity:
+            stock[key] = stock.get(key, 0) + quantity
+            out.append((key[0], key[1], quantity))
+    return out
+
+
+async def apply_and_read(url: str, ops: list[tuple[int, int, int]], offset: int, batch: bool) -> object:
+    """Apply ops to products offset+1, offset+2 either as one COPY or one INSERT each; return what resulted."""
+    conn = await asyncpg.connect(url)
+    try:
+        shifted = [(p + offset, w, q) for p, w, q in ops]
+        counter_before = await conn.fetchval("SELECT status_change_count()")
+        if batch:
+            payload = "".join(f"{p}\t{w}\t{q}\n" for p, w, q in shifted).encode()
+            await conn.copy_to_table("warehouse_operations", source=io.BytesIO(payload),
+                                     columns=list(COPY_COLUMNS[:3]))  # fmt: skip
+        else:
+            for op in shifted:
+                await insert(conn, op)
+        balances = await conn.fetch(
+            "SELECT product_id - $1, warehouse_id, quantity, status::text FROM stock_balance "
+            "WHERE product_id > $1 AND product_id <= $1 + 2 ORDER BY 1, 2", offset,
+        )  # fmt: skip
+        outbox = await conn.fetch(
+            "SELECT product_id - $1, warehouse_id, old_status::text, new_status::text, quantity "
+            "FROM status_change_outbox WHERE product_id > $1 AND product_id <= $1 + 2 "
+            "ORDER BY product_id, warehouse_id, id", offset,
+        )  # fmt: skip
+        counted = await conn.fetchval("SELECT status_change_count()") - counter_before
+        return [tuple(r) for r in balances], [tuple(r) for r in outbox], counted
+    finally:
+        await conn.close()
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(raw=operations, limits=thresholds)
+def test_a_batch_gives_the_same_result_as_its_operations_one_by_one(
+    database_url: str, raw: list[tuple[tuple[int, int], int]], limits: list[int]
+) -> None:
+    ops = valid(raw)
+    example = next(example_ids)
+    batch_offset, single_offset = example * 10, example * 10 + 5
+
+    async def run() -> tuple[object, object]:
+        conn = await asyncpg.connect(database_url)
+        try:
+            await conn.execute("INSERT INTO warehouses (id, name) VALUES (1, 'a'), (2, 'b') ON CONFLICT DO NOTHING")
+            for offset in (batch_offset, single_offset):
+                await conn.executemany(
+                    "INSERT INTO products (id, name, low_stock_threshold) VALUES ($1, 'p', $2)",
+                    [(offset + 1, limits[0]), (offset + 2, limits[1])],
+                )
+        finally:
+            await conn.close()
+        return (
+            await apply_and_read(database_url, ops, batch_offset, batch=True),
+            await apply_and_read(database_url, ops, single_offset, batch=False),
+        )
+
+    as_batch, one_by_one = asyncio.run(run())
+    assert as_batch == one_by_one
+
+
+# --- parallel loaders -------------------------------------------------------------------------------------
+
+
+async def test_four_concurrent_loaders_on_50_shared_keys_stay_exact(database_url: str, db: asyncpg.Connection) -> None:
+    stats, _, changes = await load(
+        database_url, operations=20_000, workers=4, products=5, warehouses=10, batch_size=250, seed=7,
+        show_progress=False,
+    )  # fmt: skip
+
+    assert stats.written == 20_000
+    assert stats.rejected_total == 0
+    assert not stats.retries, f"deadlocks or serialization failures: {stats.retries}"
+    mismatched = await db.fetchval(
+        "SELECT count(*) FROM stock_balance b "
+        "FULL JOIN (SELECT product_id, warehouse_id, sum(quantity) q FROM warehouse_operations GROUP BY 1, 2) o "
+        "USING (product_id, warehouse_id) JOIN products p ON p.id = coalesce(b.product_id, o.product_id) "
+        "WHERE b.quantity IS DISTINCT FROM o.q OR b.status <> stock_status_for(b.quantity, p.low_stock_threshold)"
+    )
+    assert mismatched == 0
+    outbox_rows = await db.fetchval("SELECT count(*) FROM status_change_outbox")
+    assert changes == outbox_rows == await db.fetchval("SELECT status_change_count()") > 0
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "db", "verify", env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, _ = await proc.communicate()
+    assert proc.returncode == 0, out.decode()
+    assert "consistent" in out.decode()
