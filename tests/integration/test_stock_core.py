@@ -361,3 +361,15 @@ async def test_four_concurrent_loaders_on_50_shared_keys_stay_exact(database_url
     out, _ = await proc.communicate()
     assert proc.returncode == 0, out.decode()
     assert "consistent" in out.decode()
+
+
+async def test_compacting_the_counter_keeps_the_exact_total(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    for warehouse in (1, 2, 3):
+        await insert(db, (1, warehouse, 5))  # one counter row per statement
+    assert await db.fetchval("SELECT count(*) FROM status_change_counter") > 1
+
+    await db.execute("SELECT compact_status_change_counter()")
+
+    assert await db.fetchval("SELECT count(*) FROM status_change_counter") == 1
+    assert await db.fetchval("SELECT status_change_count()") == 3
