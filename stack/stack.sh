@@ -20,9 +20,18 @@ PG_USER=warehouse
 PG_PASSWORD=warehouse   # local development only: the stack listens on 127.0.0.1 alone
 PG_DB=warehouse
 
-pg_data=$STACK_DIR/postgres/data
-pg_run=$STACK_DIR/postgres/run
-pg_log=$STACK_DIR/logs/postgres.log
+mkdir -p "$STACK_DIR/logs"
+# As root, PostgreSQL runs as the 'postgres' OS user, which must be able to reach its data directory; when the
+# checkout sits in a folder it cannot enter (a private temp dir, say), the data goes to /var/tmp instead.
+pg_root=$STACK_DIR/postgres
+if [[ $(id -u) -eq 0 ]] && ! (cd / && runuser -u postgres -- "$BASH" -c '[[ -x $1 ]]' _ "$STACK_DIR"); then
+  digest=$(printf %s "$STACK_DIR" | md5sum)
+  pg_root=/var/tmp/warehouse-tracker-postgres-${digest:0:12}
+fi
+pg_data=$pg_root/data
+pg_run=$pg_root/run
+pg_log=$pg_root/postgres.log
+[[ $pg_root == "$STACK_DIR/postgres" ]] && pg_log=$STACK_DIR/logs/postgres.log
 kafka_data=$STACK_DIR/kafka/data
 kafka_conf=$STACK_DIR/kafka/server.properties
 kafka_pid=$STACK_DIR/kafka/kafka.pid
@@ -52,7 +61,7 @@ check_prerequisites() {
 
 # PostgreSQL refuses to run as root: as root, its commands run as the 'postgres' OS user.
 as_pg() {
-  if [[ $(id -u) -eq 0 ]]; then runuser -u postgres -- "$@"; else "$@"; fi
+  if [[ $(id -u) -eq 0 ]]; then (cd / && runuser -u postgres -- "$@"); else "$@"; fi
 }
 
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -76,10 +85,10 @@ wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...
 
 pg_init() {
   say "initialising PostgreSQL data directory $pg_data"
-  mkdir -p "$pg_data" "$pg_run" "$(dirname "$pg_log")"
+  mkdir -p "$pg_data" "$pg_run"
   if [[ $(id -u) -eq 0 ]]; then
-    chown -R postgres: "$STACK_DIR/postgres"
-    as_pg test -x "$STACK_DIR" || die "the postgres OS user cannot reach $STACK_DIR: make its parent folders world-executable (chmod o+x) or set STACK_DIR"
+    chmod 755 "$pg_root"
+    chown -R postgres: "$pg_root"
   fi
   chmod 700 "$pg_data" "$pg_run"
   # The superuser is reachable only through the socket in the stack's own 0700 folder; TCP needs a password.
@@ -112,6 +121,7 @@ pg_start() {
   say "starting PostgreSQL on 127.0.0.1:$PGPORT (log: $pg_log)"
   touch "$pg_log"
   if [[ $(id -u) -eq 0 ]]; then chown postgres: "$pg_log"; fi
+  [[ $pg_log == "$STACK_DIR/logs/postgres.log" ]] || ln -sfn "$pg_log" "$STACK_DIR/logs/postgres.log"
   as_pg "$PG_BINDIR/pg_ctl" start -D "$pg_data" -l "$pg_log" -w -t 60 -o "-p $PGPORT" >/dev/null \
     || die "PostgreSQL did not start; last log lines:$(printf '\n'; tail -n 5 "$pg_log")"
   wait_for 30 "PostgreSQL" as_pg "$PG_BINDIR/pg_isready" -q -h 127.0.0.1 -p "$PGPORT" \

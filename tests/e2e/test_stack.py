@@ -101,7 +101,21 @@ def test_a_missing_prerequisite_names_what_to_install(second_stack: Stack, tmp_p
     # A PATH with bash and coreutils but no java.
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for tool in ("bash", "dirname", "id", "cat", "env", "make", "mkdir", "sed", "grep", "sleep", "touch"):
+    for tool in (
+        "bash",
+        "dirname",
+        "id",
+        "cat",
+        "env",
+        "make",
+        "mkdir",
+        "sed",
+        "grep",
+        "sleep",
+        "touch",
+        "runuser",
+        "md5sum",
+    ):
         found = shutil.which(tool)
         assert found, tool
         (bin_dir / tool).symlink_to(found)
