@@ -17,14 +17,16 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import asyncpg
 
+from db.config import LOCAL_DATABASE_URL, normalize_database_url
 from db.load import COPY_COLUMNS, OperationGenerator, copy_batch, ensure_reference_data
 from db.migrate import migrate
+from db.scratch import create_database, drop_database, with_database
 
 REPO = Path(__file__).resolve().parents[1]
 PLAIN = "warehouse_operations_plain"
@@ -32,22 +34,17 @@ TRIGGERED = "warehouse_operations"
 PRODUCTS, WAREHOUSES = 1000, 10  # 10k keys
 
 
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
-
-
 class BenchDatabase:
     """A fresh database per run: migrated, reference data, both tables warmed with every key."""
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
-        self.name = f"wt_bench_{uuid.uuid4().hex[:12]}"
-        self.url = with_database(admin_url, self.name)
+        self.name = ""
+        self.url = ""
 
     async def __aenter__(self) -> "BenchDatabase":
-        admin = await asyncpg.connect(self.admin_url)
-        await admin.execute(f'CREATE DATABASE "{self.name}"')
-        await admin.close()
+        self.name = await create_database(self.admin_url, "wt_bench")
+        self.url = with_database(self.admin_url, self.name)
         conn = await asyncpg.connect(self.url)
         try:
             await migrate(conn)
@@ -71,13 +68,7 @@ class BenchDatabase:
         return self
 
     async def __aexit__(self, *_: object) -> None:
-        admin = await asyncpg.connect(self.admin_url)
-        # Plain DROP stops autovacuum by itself; FORCE (for a leftover session) needs pg_signal_backend.
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}"')
-        except asyncpg.ObjectInUseError:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
-        await admin.close()
+        await drop_database(self.admin_url, self.name)
 
 
 def generate(workers: int, operations: int, batch: int, seed: int) -> list[list[bytes]]:
@@ -118,7 +109,7 @@ async def copy_run(url: str, table: str, data: list[list[bytes]]) -> tuple[float
     return ops / elapsed, deadlocks
 
 
-async def copy_figure(admin_url: str, workers: int, operations: int, batch: int, repeat: int) -> dict[str, object]:
+async def copy_figure(admin_url: str, workers: int, operations: int, batch: int, repeat: int) -> dict[str, Any]:
     ratios, plain_rates, trig_rates, deadlocks = [], [], [], 0
     for run in range(repeat):
         data = generate(workers, operations, batch, seed=run)
@@ -180,7 +171,7 @@ def pgbench_run(url: str, table: str, clients: int, seconds: int) -> float:
     return float(match.group(1)) * 2
 
 
-async def single_figure(admin_url: str, clients: int, seconds: int, repeat: int) -> dict[str, object]:
+async def single_figure(admin_url: str, clients: int, seconds: int, repeat: int) -> dict[str, Any]:
     ratios, ratios_quiet, plain_rates, trig_rates, quiet_rates = [], [], [], [], []
     for run in range(repeat):
         async with BenchDatabase(admin_url) as db:
@@ -213,7 +204,7 @@ async def single_figure(admin_url: str, clients: int, seconds: int, repeat: int)
     }
 
 
-async def load_script_figure(admin_url: str, operations: int, repeat: int) -> dict[str, object]:
+async def load_script_figure(admin_url: str, operations: int, repeat: int) -> dict[str, Any]:
     walls, rss = [], []
     for run in range(repeat):
         async with BenchDatabase(admin_url) as db:
@@ -234,6 +225,29 @@ async def load_script_figure(admin_url: str, operations: int, repeat: int) -> di
     return {"wall_s": statistics.median(walls), "peak_rss_mb": max(rss), "operations": operations}
 
 
+# How each figure reads in the README's table.
+TABLE_ROWS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
+    "copy_4_loaders": lambda r: [
+        f"| COPY batches of 1000, 4 loaders, 10k keys: ratio to trigger-less | {r['ratio']:.2f} "
+        f"({r['triggers_ops_s']:,.0f} vs {r['plain_ops_s']:,.0f} ops/s), {r['deadlocks']} deadlocks "
+        "| ≥ 0.25, 0 deadlocks |"
+    ],
+    "copy_1_loader": lambda r: [
+        f"| same, 1 loader | {r['ratio']:.2f} ({r['triggers_ops_s']:,.0f} vs {r['plain_ops_s']:,.0f} ops/s) | ≥ 0.25 |"
+    ],
+    "single_op_8_clients": lambda r: [
+        f"| single-operation transactions, 8 clients: ratio | {r['ratio']:.2f} "
+        f"({r['triggers_txn_s']:,.0f} vs {r['plain_txn_s']:,.0f} txn/s) | ≥ 0.70 |",
+        f"| same, NOTIFY switched off | {r['ratio_without_notify']:.2f} ({r['without_notify_txn_s']:,.0f} txn/s) "
+        "| reported |",
+    ],
+    "load_script": lambda r: [
+        f"| python -m db load --operations {r['operations']:,} --workers 4 | {r['wall_s']:.1f} s wall, "
+        f"peak RSS {r['peak_rss_mb']:.0f} MB | RSS < 200 MB |"
+    ],
+}
+
+
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeat", type=int, default=3)
@@ -242,11 +256,10 @@ async def main() -> int:
     p.add_argument("--load-operations", type=int, default=500_000)
     p.add_argument("--only", choices=["copy4", "copy1", "single", "load"], action="append")
     args = p.parse_args()
-    admin_url = os.environ.get("DATABASE_URL", "postgresql://warehouse:warehouse@127.0.0.1:5432/warehouse")
-    admin_url = admin_url.replace("postgresql+asyncpg://", "postgresql://")
+    admin_url = normalize_database_url(os.environ.get("DATABASE_URL", LOCAL_DATABASE_URL))
     only = set(args.only or ["copy4", "copy1", "single", "load"])
 
-    results: dict[str, object] = {}
+    results: dict[str, dict[str, Any]] = {}
     if "copy4" in only:
         results["copy_4_loaders"] = await copy_figure(admin_url, 4, args.operations, 1000, args.repeat)
     if "copy1" in only:
@@ -257,29 +270,9 @@ async def main() -> int:
         results["load_script"] = await load_script_figure(admin_url, args.load_operations, args.repeat)
 
     print("\n| figure | measured (median) | target |\n|---|---|---|")
-    if "copy_4_loaders" in results:
-        r = results["copy_4_loaders"]
-        assert isinstance(r, dict)
-        print(f"| COPY batches of 1000, 4 loaders, 10k keys: ratio to trigger-less | {r['ratio']:.2f} "
-              f"({r['triggers_ops_s']:,.0f} vs {r['plain_ops_s']:,.0f} ops/s), {r['deadlocks']} deadlocks "
-              f"| ≥ 0.25, 0 deadlocks |")  # fmt: skip
-    if "copy_1_loader" in results:
-        r = results["copy_1_loader"]
-        assert isinstance(r, dict)
-        print(f"| same, 1 loader | {r['ratio']:.2f} ({r['triggers_ops_s']:,.0f} vs {r['plain_ops_s']:,.0f} ops/s) "
-              f"| ≥ 0.25 |")  # fmt: skip
-    if "single_op_8_clients" in results:
-        r = results["single_op_8_clients"]
-        assert isinstance(r, dict)
-        print(f"| single-operation transactions, 8 clients: ratio | {r['ratio']:.2f} "
-              f"({r['triggers_txn_s']:,.0f} vs {r['plain_txn_s']:,.0f} txn/s) | ≥ 0.70 |")  # fmt: skip
-        print(f"| same, NOTIFY switched off | {r['ratio_without_notify']:.2f} "
-              f"({r['without_notify_txn_s']:,.0f} txn/s) | reported |")  # fmt: skip
-    if "load_script" in results:
-        r = results["load_script"]
-        assert isinstance(r, dict)
-        print(f"| python -m db load --operations {r['operations']:,} --workers 4 | {r['wall_s']:.1f} s wall, "
-              f"peak RSS {r['peak_rss_mb']:.0f} MB | RSS < 200 MB |")  # fmt: skip
+    for key, result in results.items():
+        for row in TABLE_ROWS[key](result):
+            print(row)
     out_dir = REPO / "bench" / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "db.json").write_text(json.dumps(results, indent=2))

@@ -138,40 +138,36 @@ async def load(
     show_progress: bool = True,
 ) -> tuple[LoadStats, float, int]:
     """Write `operations` operations; return the stats, the elapsed seconds and the status changes counted."""
-    conn = await connect(database_url)
-    try:
-        await ensure_reference_data(conn, products, warehouses)
-        changes_before: int = await conn.fetchval(queries("load")["status_change_count"])
-    finally:
-        await conn.close()
-
     master = random.Random(seed)
     share, extra = divmod(operations, workers)
     generators = [
         OperationGenerator(random.Random(master.getrandbits(64)), products, warehouses) for _ in range(workers)
     ]
     stats = LoadStats()
-    started = time.monotonic()
-    stop = asyncio.Event()
-    reporter = (
-        asyncio.create_task(report_progress(lambda: stats.written + stats.rejected_total, operations, started, stop))
-        if show_progress
-        else None
-    )
+    control = await connect(database_url)
     try:
-        async with asyncio.TaskGroup() as tg:
-            for i, generator in enumerate(generators):
-                count = share + (1 if i < extra else 0)
-                tg.create_task(run_worker(database_url, generator, count, batch_size, stats))
+        await ensure_reference_data(control, products, warehouses)
+        changes_before: int = await control.fetchval(queries("load")["status_change_count"])
+        started = time.monotonic()
+        stop = asyncio.Event()
+        reporter = (
+            asyncio.create_task(
+                report_progress(lambda: stats.written + stats.rejected_total, operations, started, stop)
+            )
+            if show_progress
+            else None
+        )
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for i, generator in enumerate(generators):
+                    count = share + (1 if i < extra else 0)
+                    tg.create_task(run_worker(database_url, generator, count, batch_size, stats))
+        finally:
+            stop.set()
+            if reporter:
+                await reporter
+        elapsed = time.monotonic() - started
+        changes_after: int = await control.fetchval(queries("load")["status_change_count"])
     finally:
-        stop.set()
-        if reporter:
-            await reporter
-    elapsed = time.monotonic() - started
-
-    conn = await connect(database_url)
-    try:
-        changes_after: int = await conn.fetchval(queries("load")["status_change_count"])
-    finally:
-        await conn.close()
+        await control.close()
     return stats, elapsed, changes_after - changes_before

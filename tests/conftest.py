@@ -3,18 +3,14 @@ names per test, so tests never see each other's data."""
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from db.migrate import migrate
+from db.scratch import create_database, drop_database, with_database
 from tests.services import NoServices, Services, services
-
-
-def with_database(url: str, name: str) -> str:
-    return urlunsplit(urlsplit(url)._replace(path="/" + name))
 
 
 @pytest.fixture(scope="session")
@@ -26,56 +22,33 @@ def stack() -> Iterator[Services]:
         pytest.fail(str(e), pytrace=False)
 
 
-async def _create_database(stack: Services, template: str | None = None) -> str:
-    name = f"wt_test_{uuid.uuid4().hex[:16]}"
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        clause = f' TEMPLATE "{template}"' if template else ""
-        await admin.execute(f'CREATE DATABASE "{name}"{clause}')
-    finally:
-        await admin.close()
-    return name
-
-
-async def _drop_database(stack: Services, name: str) -> None:
-    admin = await asyncpg.connect(stack.database_url)
-    try:
-        # Plain DROP stops autovacuum by itself; FORCE (for a leftover session) needs pg_signal_backend.
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        except asyncpg.ObjectInUseError:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 @pytest.fixture(scope="session")
 async def template_database(stack: Services) -> AsyncIterator[str]:
     """A database with every migration applied; each test clones it."""
-    name = await _create_database(stack)
+    name = await create_database(stack.database_url, "wt_template")
     conn = await asyncpg.connect(with_database(stack.database_url, name))
     try:
         await migrate(conn)
     finally:
         await conn.close()
     yield name
-    await _drop_database(stack, name)
+    await drop_database(stack.database_url, name)
 
 
 @pytest.fixture
 async def database_url(stack: Services, template_database: str) -> AsyncIterator[str]:
     """URL of a fresh, fully migrated database of this test's own."""
-    name = await _create_database(stack, template=template_database)
+    name = await create_database(stack.database_url, "wt_test", template=template_database)
     yield with_database(stack.database_url, name)
-    await _drop_database(stack, name)
+    await drop_database(stack.database_url, name)
 
 
 @pytest.fixture
 async def empty_database_url(stack: Services) -> AsyncIterator[str]:
     """URL of a fresh database with no migration applied."""
-    name = await _create_database(stack)
+    name = await create_database(stack.database_url, "wt_test")
     yield with_database(stack.database_url, name)
-    await _drop_database(stack, name)
+    await drop_database(stack.database_url, name)
 
 
 @pytest.fixture

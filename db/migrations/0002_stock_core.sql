@@ -182,7 +182,8 @@ BEGIN
     LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;
 
     IF n_ops = 1 THEN
-        -- Fast path for the API's one-row inserts: one indexed update in the common case.
+        -- Fast path for the API's one-row inserts on a pair that has a balance row: one indexed update.
+        -- A new pair (or an unknown product or warehouse) takes the general path below.
         SELECT * INTO op FROM new_ops;
         UPDATE stock_balance b
            SET quantity = b.quantity + op.quantity,
@@ -192,38 +193,23 @@ BEGIN
                updated_at = now()
          WHERE b.product_id = op.product_id AND b.warehouse_id = op.warehouse_id
         RETURNING b.quantity, b.low_stock_threshold INTO v_q_after, v_threshold;
-        IF NOT FOUND THEN
-            INSERT INTO stock_balance AS b (product_id, warehouse_id, quantity, status, low_stock_threshold)
-            SELECT op.product_id, op.warehouse_id, op.quantity,
-                   stock_status_for(op.quantity, p.low_stock_threshold), p.low_stock_threshold
-              FROM products p
-             WHERE p.id = op.product_id AND EXISTS (SELECT 1 FROM warehouses w WHERE w.id = op.warehouse_id)
-            ON CONFLICT (product_id, warehouse_id) DO UPDATE
-               SET quantity = b.quantity + excluded.quantity,
-                   status = stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold),
-                   status_changed_at = CASE WHEN stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold)
-                                                 <> b.status THEN now() ELSE b.status_changed_at END,
-                   updated_at = now()
-            RETURNING b.quantity, b.low_stock_threshold INTO v_q_after, v_threshold;
-            IF NOT FOUND THEN
-                PERFORM raise_unknown_references(ARRAY[op.product_id], ARRAY[op.warehouse_id]);
+        IF FOUND THEN
+            IF v_q_after < 0 THEN
+                PERFORM raise_insufficient_stock(op.product_id, op.warehouse_id, v_q_after - op.quantity,
+                                                 -op.quantity, op.operation_type, 1);
             END IF;
+            IF stock_status_for(v_q_after, v_threshold) <> stock_status_for(v_q_after - op.quantity, v_threshold) THEN
+                INSERT INTO status_change_outbox
+                    (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
+                VALUES (op.product_id, op.warehouse_id, stock_status_for(v_q_after - op.quantity, v_threshold),
+                        stock_status_for(v_q_after, v_threshold), v_q_after, op.id, op.created_at);
+                INSERT INTO status_change_counter (changes) VALUES (1);
+            END IF;
+            RETURN NULL;
         END IF;
-        IF v_q_after < 0 THEN
-            PERFORM raise_insufficient_stock(op.product_id, op.warehouse_id, v_q_after - op.quantity,
-                                             -op.quantity, op.operation_type, 1);
-        END IF;
-        IF stock_status_for(v_q_after, v_threshold) <> stock_status_for(v_q_after - op.quantity, v_threshold) THEN
-            INSERT INTO status_change_outbox
-                (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-            VALUES (op.product_id, op.warehouse_id, stock_status_for(v_q_after - op.quantity, v_threshold),
-                    stock_status_for(v_q_after, v_threshold), v_q_after, op.id, op.created_at);
-            INSERT INTO status_change_counter (changes) VALUES (1);
-        END IF;
-        RETURN NULL;
     END IF;
 
-    -- Bulk path: one statement. Running sums per pair are computed before any lock is taken (the sort under
+    -- General path: one statement. Running sums per pair are computed before any lock is taken (the sort under
     -- the ordered insert consumes them first); then one ordered write per pair adds the net change, sets the
     -- final status and is the lock; then each status change is written to the outbox and counted.
     -- Pairs whose product or warehouse is unknown drop out of the write and are reported below; the first
