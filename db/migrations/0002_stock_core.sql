@@ -166,48 +166,58 @@ $$;
 CREATE FUNCTION update_stock_and_status() RETURNS trigger
 LANGUAGE plpgsql AS $$
 DECLARE
-    n_ops bigint;
     op record;
     keys_p bigint[];
     keys_w bigint[];
     bad record;
     v_q_after bigint;
-    v_threshold integer;
 BEGIN
-    SELECT count(*) INTO n_ops FROM new_ops;
-    IF n_ops = 0 THEN
+    SELECT o.*, count(*) OVER () AS n_ops INTO op FROM new_ops o LIMIT 1;
+    IF NOT FOUND THEN
         RETURN NULL;
     END IF;
-    -- Waits while a threshold change runs; from here on no threshold can change under this transaction.
-    LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;
 
-    IF n_ops = 1 THEN
-        -- Fast path for the API's one-row inserts on a pair that has a balance row: one indexed update.
-        -- A new pair (or an unknown product or warehouse) takes the general path below.
-        SELECT * INTO op FROM new_ops;
-        UPDATE stock_balance b
-           SET quantity = b.quantity + op.quantity,
-               status = stock_status_for(b.quantity + op.quantity, b.low_stock_threshold),
-               status_changed_at = CASE WHEN stock_status_for(b.quantity + op.quantity, b.low_stock_threshold)
-                                             <> b.status THEN now() ELSE b.status_changed_at END,
-               updated_at = now()
-         WHERE b.product_id = op.product_id AND b.warehouse_id = op.warehouse_id
-        RETURNING b.quantity, b.low_stock_threshold INTO v_q_after, v_threshold;
+    IF op.n_ops = 1 THEN
+        -- Fast path for the API's one-row inserts on a pair that has a balance row: one statement around one
+        -- indexed update (plus the outbox row and its count when the status changed). It needs
+        -- no table lock against threshold changes: the threshold it uses is the one in the row version it
+        -- locks and writes. A new pair (or an unknown product or warehouse) takes the general path below.
+        WITH updated AS (
+            UPDATE stock_balance b
+               SET quantity = b.quantity + op.quantity,
+                   status = stock_status_for(b.quantity + op.quantity, b.low_stock_threshold),
+                   status_changed_at = CASE WHEN stock_status_for(b.quantity + op.quantity, b.low_stock_threshold)
+                                                 <> b.status THEN now() ELSE b.status_changed_at END,
+                   updated_at = now()
+             WHERE b.product_id = op.product_id AND b.warehouse_id = op.warehouse_id
+            RETURNING b.quantity AS q_after, b.low_stock_threshold AS threshold
+        ),
+        event AS (
+            INSERT INTO status_change_outbox
+                (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
+            SELECT op.product_id, op.warehouse_id, stock_status_for(q_after - op.quantity, threshold),
+                   stock_status_for(q_after, threshold), q_after, op.id, op.created_at
+              FROM updated
+             WHERE q_after >= 0
+               AND stock_status_for(q_after - op.quantity, threshold) <> stock_status_for(q_after, threshold)
+            RETURNING 1
+        ),
+        counted AS (
+            INSERT INTO status_change_counter (changes) SELECT count(*) FROM event HAVING count(*) > 0
+        )
+        SELECT q_after INTO v_q_after FROM updated;
         IF FOUND THEN
             IF v_q_after < 0 THEN
                 PERFORM raise_insufficient_stock(op.product_id, op.warehouse_id, v_q_after - op.quantity,
                                                  -op.quantity, op.operation_type, 1);
             END IF;
-            IF stock_status_for(v_q_after, v_threshold) <> stock_status_for(v_q_after - op.quantity, v_threshold) THEN
-                INSERT INTO status_change_outbox
-                    (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-                VALUES (op.product_id, op.warehouse_id, stock_status_for(v_q_after - op.quantity, v_threshold),
-                        stock_status_for(v_q_after, v_threshold), v_q_after, op.id, op.created_at);
-                INSERT INTO status_change_counter (changes) VALUES (1);
-            END IF;
             RETURN NULL;
         END IF;
     END IF;
+
+    -- Waits while a threshold change runs; from here on no threshold can change under this transaction, so
+    -- the thresholds read from products for new pairs below are current.
+    LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;
 
     -- General path: one statement. Running sums per pair are computed before any lock is taken (the sort under
     -- the ordered insert consumes them first); then one ordered write per pair adds the net change, sets the
@@ -290,10 +300,24 @@ CREATE TRIGGER update_stock_and_status
 
 -- One wake-up per statement that wrote status changes, constant payload: PostgreSQL folds duplicates
 -- within a transaction, and the outbox (not the payload) is the truth.
+--
+-- A notifying commit takes a cluster-wide lock, so notifying transactions commit one at a time (no group
+-- commit). A wake-up is only useful to a bridge that is idle, listening; so only then is it sent:
+--   * an idle bridge holds advisory lock 7735218433629061301 ("listening") exclusively while it waits for
+--     notifications, and releases it when it wakes up to drain;
+--   * a writer with changes tries to take "listening" shared: if it cannot, a bridge is listening (or about
+--     to), and the writer notifies. If it can, no bridge is listening; the writer skips the wake-up and
+--     holds the lock shared until it commits;
+--   * a bridge that found the outbox empty takes "listening" exclusively (waiting for the writers that
+--     skipped to commit), drains once more, and only then waits for notifications.
+-- So no committed change is left unannounced to an idle bridge, and under load (bridge busy) or with no
+-- bridge at all, writers do not pay for NOTIFY. A new bridge drains everything at start.
+-- Writers never wait on this lock (try-lock), so it cannot take part in a lock cycle.
 CREATE FUNCTION notify_status_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM new_events) THEN
+    IF EXISTS (SELECT 1 FROM new_events)
+       AND NOT pg_try_advisory_xact_lock_shared(7735218433629061301) THEN
         PERFORM pg_notify('warehouse_status_changes', 'outbox');
     END IF;
     RETURN NULL;

@@ -235,25 +235,55 @@ async def test_a_threshold_change_reevaluates_statuses_and_emits_their_changes(
 
 # --- NOTIFY -------------------------------------------------------------------------------------------
 
+LISTENING_LOCK = 7735218433629061301  # held by an idle bridge while it waits for notifications
 
-async def test_one_small_notification_per_statement_that_changed_a_status(
+
+async def drain_notifications(listener: asyncpg.Connection, db: asyncpg.Connection, received: list[str]) -> None:
+    """Wait until a marker notification sent last has arrived, so everything before it has too."""
+    await db.execute("SELECT pg_notify('warehouse_status_changes', 'probe')")
+    for _ in range(50):
+        if "probe" in received:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the probe notification never arrived; got {received}")
+
+
+async def test_an_idle_bridge_gets_one_small_notification_per_statement_that_changed_a_status(
     database_url: str, db: asyncpg.Connection
 ) -> None:
     await make_reference(db)
-    listener = await asyncpg.connect(database_url)
+    listener = await asyncpg.connect(database_url)  # plays an idle bridge: listening, holding the lock
     received: list[str] = []
     await listener.add_listener("warehouse_status_changes", lambda *args: received.append(args[3]))
+    await listener.execute("SELECT pg_advisory_lock($1)", LISTENING_LOCK)
     try:
         await insert(db, *[(p, w, 5) for p in (1, 2, 3) for w in (1, 2, 3)])  # 9 status changes
         await insert(db, (1, 1, 1))  # no status change
-        await db.execute("SELECT pg_notify('warehouse_status_changes', 'probe')")  # marks the end
-        for _ in range(50):
-            if "probe" in received:
-                break
-            await asyncio.sleep(0.1)
+        await insert(db, (1, 1, 20))  # one status change, one-row path
+        await drain_notifications(listener, db, received)
     finally:
         await listener.close()
-    assert received == ["outbox", "probe"]
+    assert received == ["outbox", "outbox", "probe"]
+
+
+async def test_with_no_bridge_listening_writers_skip_the_wake_up_but_hold_the_lock_until_commit(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    await make_reference(db)
+    bridge = await asyncpg.connect(database_url)  # a bridge about to go idle
+    received: list[str] = []
+    await bridge.add_listener("warehouse_status_changes", lambda *args: received.append(args[3]))
+    try:
+        async with db.transaction():
+            await insert(db, (1, 1, 5))  # a status change, not yet committed
+            # The bridge cannot start listening until this writer commits, so it cannot miss its change.
+            assert await bridge.fetchval("SELECT pg_try_advisory_lock($1)", LISTENING_LOCK) is False
+        assert await bridge.fetchval("SELECT pg_try_advisory_lock($1)", LISTENING_LOCK) is True
+        assert await bridge.fetchval("SELECT count(*) FROM status_change_outbox") == 1  # its last drain sees it
+        await drain_notifications(bridge, db, received)
+    finally:
+        await bridge.close()
+    assert received == ["probe"]
 
 
 # --- batches equal one-by-one ---------------------------------------------------------------------------
