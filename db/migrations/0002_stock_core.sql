@@ -75,9 +75,9 @@ CREATE TABLE status_change_outbox (
 );
 
 -- The global count of status changes: append-only deltas (never a contended row), summed on read and
--- folded together now and then by compact_status_change_counter().
+-- folded together now and then by compact_status_change_counter(). No key and no index: rows are only
+-- ever appended and summed, and an index would be one more write per status change.
 CREATE TABLE status_change_counter (
-    id          bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     changes     bigint      NOT NULL CHECK (changes >= 0),
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
@@ -170,49 +170,43 @@ DECLARE
     keys_p bigint[];
     keys_w bigint[];
     bad record;
-    v_q_after bigint;
 BEGIN
-    SELECT o.*, count(*) OVER () AS n_ops INTO op FROM new_ops o LIMIT 1;
-    IF NOT FOUND THEN
+    -- Fast path for the API's one-row inserts on a pair that has a balance row: one indexed update that is
+    -- also the row lock, and the outbox row and its count only when the status changed. It needs no table
+    -- lock against threshold changes: the threshold it uses is the one in the row version it locks and
+    -- writes. A batch, a new pair, or an unknown product or warehouse updates nothing here and takes the
+    -- general path below.
+    UPDATE stock_balance b
+       SET quantity = b.quantity + o.quantity,
+           status = stock_status_for(b.quantity + o.quantity, b.low_stock_threshold),
+           status_changed_at = CASE WHEN stock_status_for(b.quantity + o.quantity, b.low_stock_threshold)
+                                         <> b.status THEN now() ELSE b.status_changed_at END,
+           updated_at = now()
+      FROM new_ops o
+     WHERE (SELECT count(*) FROM new_ops) = 1
+       AND b.product_id = o.product_id AND b.warehouse_id = o.warehouse_id
+    RETURNING o.id, o.product_id, o.warehouse_id, o.quantity, o.operation_type, o.created_at,
+              b.quantity AS q_after, b.status AS new_status,
+              stock_status_for(b.quantity - o.quantity, b.low_stock_threshold) AS old_status
+    INTO op;
+    IF FOUND THEN
+        IF op.q_after < 0 THEN
+            PERFORM raise_insufficient_stock(op.product_id, op.warehouse_id, op.q_after - op.quantity,
+                                             -op.quantity, op.operation_type, 1);
+        END IF;
+        IF op.old_status <> op.new_status THEN
+            WITH event AS (
+                INSERT INTO status_change_outbox
+                    (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
+                VALUES (op.product_id, op.warehouse_id, op.old_status, op.new_status, op.q_after, op.id,
+                        op.created_at)
+            )
+            INSERT INTO status_change_counter (changes) VALUES (1);
+        END IF;
         RETURN NULL;
     END IF;
-
-    IF op.n_ops = 1 THEN
-        -- Fast path for the API's one-row inserts on a pair that has a balance row: one statement around one
-        -- indexed update (plus the outbox row and its count when the status changed). It needs
-        -- no table lock against threshold changes: the threshold it uses is the one in the row version it
-        -- locks and writes. A new pair (or an unknown product or warehouse) takes the general path below.
-        WITH updated AS (
-            UPDATE stock_balance b
-               SET quantity = b.quantity + op.quantity,
-                   status = stock_status_for(b.quantity + op.quantity, b.low_stock_threshold),
-                   status_changed_at = CASE WHEN stock_status_for(b.quantity + op.quantity, b.low_stock_threshold)
-                                                 <> b.status THEN now() ELSE b.status_changed_at END,
-                   updated_at = now()
-             WHERE b.product_id = op.product_id AND b.warehouse_id = op.warehouse_id
-            RETURNING b.quantity AS q_after, b.low_stock_threshold AS threshold
-        ),
-        event AS (
-            INSERT INTO status_change_outbox
-                (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-            SELECT op.product_id, op.warehouse_id, stock_status_for(q_after - op.quantity, threshold),
-                   stock_status_for(q_after, threshold), q_after, op.id, op.created_at
-              FROM updated
-             WHERE q_after >= 0
-               AND stock_status_for(q_after - op.quantity, threshold) <> stock_status_for(q_after, threshold)
-            RETURNING 1
-        ),
-        counted AS (
-            INSERT INTO status_change_counter (changes) SELECT count(*) FROM event HAVING count(*) > 0
-        )
-        SELECT q_after INTO v_q_after FROM updated;
-        IF FOUND THEN
-            IF v_q_after < 0 THEN
-                PERFORM raise_insufficient_stock(op.product_id, op.warehouse_id, v_q_after - op.quantity,
-                                                 -op.quantity, op.operation_type, 1);
-            END IF;
-            RETURN NULL;
-        END IF;
+    IF NOT EXISTS (SELECT 1 FROM new_ops) THEN
+        RETURN NULL;
     END IF;
 
     -- Waits while a threshold change runs; from here on no threshold can change under this transaction, so
@@ -305,19 +299,19 @@ CREATE TRIGGER update_stock_and_status
 -- commit). A wake-up is only useful to a bridge that is idle, listening; so only then is it sent:
 --   * an idle bridge holds advisory lock 7735218433629061301 ("listening") exclusively while it waits for
 --     notifications, and releases it when it wakes up to drain;
---   * a writer with changes tries to take "listening" shared: if it cannot, a bridge is listening (or about
---     to), and the writer notifies. If it can, no bridge is listening; the writer skips the wake-up and
---     holds the lock shared until it commits;
+--   * a statement that writes status changes tries to take "listening" shared: if it cannot, a bridge is
+--     listening (or about to), and the writer notifies. If it can, no bridge is listening; the writer skips
+--     the wake-up and holds the lock shared until it commits;
 --   * a bridge that found the outbox empty takes "listening" exclusively (waiting for the writers that
 --     skipped to commit), drains once more, and only then waits for notifications.
 -- So no committed change is left unannounced to an idle bridge, and under load (bridge busy) or with no
 -- bridge at all, writers do not pay for NOTIFY. A new bridge drains everything at start.
--- Writers never wait on this lock (try-lock), so it cannot take part in a lock cycle.
+-- Writers never wait on this lock (try-lock), so it cannot take part in a lock cycle. The try-lock is the
+-- trigger's WHEN clause, so while no bridge listens the function is not even called.
 CREATE FUNCTION notify_status_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM new_events)
-       AND NOT pg_try_advisory_xact_lock_shared(7735218433629061301) THEN
+    IF EXISTS (SELECT 1 FROM new_events) THEN
         PERFORM pg_notify('warehouse_status_changes', 'outbox');
     END IF;
     RETURN NULL;
@@ -327,7 +321,8 @@ $$;
 CREATE TRIGGER notify_status_change
     AFTER INSERT ON status_change_outbox
     REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT EXECUTE FUNCTION notify_status_change();
+    FOR EACH STATEMENT WHEN (NOT pg_try_advisory_xact_lock_shared(7735218433629061301))
+    EXECUTE FUNCTION notify_status_change();
 
 -- A threshold change re-evaluates the product's statuses and emits the resulting changes. It waits for
 -- running writers and holds new ones back until it commits (SHARE ROW EXCLUSIVE): threshold changes are rare,
