@@ -109,6 +109,16 @@ async def test_the_ledger_cannot_be_rewritten(db: asyncpg.Connection) -> None:
 # --- rejected statements leave nothing ----------------------------------------------------------------
 
 
+async def test_an_insert_of_no_rows_changes_nothing(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 4))
+    before = await state(db)
+
+    await insert(db)
+
+    assert await state(db) == before
+
+
 async def test_negative_stock_in_a_single_insert_is_rejected_whole(db: asyncpg.Connection) -> None:
     await make_reference(db)
     await insert(db, (1, 1, 4))
@@ -258,7 +268,8 @@ async def test_an_idle_bridge_gets_one_small_notification_per_statement_that_cha
     await listener.execute("SELECT pg_advisory_lock($1)", LISTENING_LOCK)
     try:
         await insert(db, *[(p, w, 5) for p in (1, 2, 3) for w in (1, 2, 3)])  # 9 status changes
-        await insert(db, (1, 1, 1))  # no status change
+        await insert(db, (1, 1, 1))  # no status change, one-row path
+        await insert(db, (1, 1, 1), (2, 2, 1))  # no status change, batch path
         await insert(db, (1, 1, 20))  # one status change, one-row path
         await drain_notifications(listener, db, received)
     finally:
