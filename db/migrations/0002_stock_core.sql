@@ -182,9 +182,9 @@ BEGIN
            status_changed_at = CASE WHEN stock_status_for(b.quantity + o.quantity, b.low_stock_threshold)
                                          <> b.status THEN now() ELSE b.status_changed_at END,
            updated_at = now()
-      FROM new_ops o
-     WHERE (SELECT count(*) FROM new_ops) = 1
-       AND b.product_id = o.product_id AND b.warehouse_id = o.warehouse_id
+      -- A subquery with LIMIT 1, so the cached plan is an index lookup whatever the first statement's size.
+      FROM (SELECT * FROM new_ops WHERE (SELECT count(*) FROM new_ops) = 1 LIMIT 1) o
+     WHERE b.product_id = o.product_id AND b.warehouse_id = o.warehouse_id
     RETURNING o.id, o.product_id, o.warehouse_id, o.quantity, o.operation_type, o.created_at,
               b.quantity AS q_after, b.status AS new_status,
               stock_status_for(b.quantity - o.quantity, b.low_stock_threshold) AS old_status
@@ -306,12 +306,12 @@ CREATE TRIGGER update_stock_and_status
 --     skipped to commit), drains once more, and only then waits for notifications.
 -- So no committed change is left unannounced to an idle bridge, and under load (bridge busy) or with no
 -- bridge at all, writers do not pay for NOTIFY. A new bridge drains everything at start.
--- Writers never wait on this lock (try-lock), so it cannot take part in a lock cycle. The try-lock is the
--- trigger's WHEN clause, so while no bridge listens the function is not even called.
+-- Writers never wait on this lock (try-lock), so it cannot take part in a lock cycle. Only a statement that
+-- wrote a change tries it: a writer that changed nothing never holds a bridge back from listening.
 CREATE FUNCTION notify_status_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM new_events) THEN
+    IF EXISTS (SELECT 1 FROM new_events) AND NOT pg_try_advisory_xact_lock_shared(7735218433629061301) THEN
         PERFORM pg_notify('warehouse_status_changes', 'outbox');
     END IF;
     RETURN NULL;
@@ -321,8 +321,7 @@ $$;
 CREATE TRIGGER notify_status_change
     AFTER INSERT ON status_change_outbox
     REFERENCING NEW TABLE AS new_events
-    FOR EACH STATEMENT WHEN (NOT pg_try_advisory_xact_lock_shared(7735218433629061301))
-    EXECUTE FUNCTION notify_status_change();
+    FOR EACH STATEMENT EXECUTE FUNCTION notify_status_change();
 
 -- A threshold change re-evaluates the product's statuses and emits the resulting changes. It waits for
 -- running writers and holds new ones back until it commits (SHARE ROW EXCLUSIVE): threshold changes are rare,

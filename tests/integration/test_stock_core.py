@@ -243,6 +243,27 @@ async def test_a_threshold_change_reevaluates_statuses_and_emits_their_changes(
     assert await differences(db) == []
 
 
+async def test_one_row_inserts_stay_index_lookups_after_a_batch_on_the_same_connection(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The one-row path's plan is cached per connection; a batch first must not leave it scanning balances."""
+    await make_reference(db, products=100, warehouses=10)
+    payload = "".join(f"{p}\t{w}\t5\treceipt\n" for p in range(1, 101) for w in range(1, 11) for _ in range(3)).encode()
+    writer = await asyncpg.connect(database_url)
+    try:
+        await copy_batch(writer, "warehouse_operations", payload)  # 3,000 operations on 1,000 pairs, first
+        async with writer.transaction():
+            for p in range(1, 21):
+                await insert(writer, (p, 1, 1))
+            scans = await writer.fetchval(
+                "SELECT seq_scan FROM pg_stat_xact_user_tables WHERE relname = 'stock_balance'"
+            )
+    finally:
+        await writer.close()
+    assert scans == 0
+    assert await balance(db, 20, 1) == (16, "available")
+
+
 # --- NOTIFY -------------------------------------------------------------------------------------------
 
 LISTENING_LOCK = 7735218433629061301  # held by an idle bridge while it waits for notifications
@@ -295,6 +316,23 @@ async def test_with_no_bridge_listening_writers_skip_the_wake_up_but_hold_the_lo
     finally:
         await bridge.close()
     assert received == ["probe"]
+
+
+async def test_a_writer_that_changed_no_status_never_holds_a_bridge_back_from_listening(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 30), (2, 2, 30))
+    bridge = await asyncpg.connect(database_url)  # a bridge about to go idle
+    try:
+        async with db.transaction():  # writes that change no status, still uncommitted
+            await insert(db, (1, 1, 1))  # one-row path
+            await insert(db, (1, 1, 1), (2, 2, 1))  # batch path
+            await db.execute("UPDATE products SET low_stock_threshold = 11 WHERE id = 1")  # re-evaluates nothing
+            assert await bridge.fetchval("SELECT pg_try_advisory_lock($1)", LISTENING_LOCK) is True
+            await bridge.execute("SELECT pg_advisory_unlock($1)", LISTENING_LOCK)
+    finally:
+        await bridge.close()
 
 
 # --- batches equal one-by-one ---------------------------------------------------------------------------
