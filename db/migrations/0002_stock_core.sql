@@ -311,7 +311,10 @@ CREATE TRIGGER update_stock_and_status
 CREATE FUNCTION notify_status_change() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF EXISTS (SELECT 1 FROM new_events) AND NOT pg_try_advisory_xact_lock_shared(7735218433629061301) THEN
+    IF NOT EXISTS (SELECT 1 FROM new_events) THEN  -- checked first: only a writer of changes takes the lock
+        RETURN NULL;
+    END IF;
+    IF NOT pg_try_advisory_xact_lock_shared(7735218433629061301) THEN
         PERFORM pg_notify('warehouse_status_changes', 'outbox');
     END IF;
     RETURN NULL;
