@@ -210,6 +210,35 @@ async def test_an_inventory_count_writes_the_difference_as_an_adjustment(db: asy
         await db.fetchval("SELECT adjust_stock(99, 1, 4)")
 
 
+async def test_concurrent_one_row_shipments_never_oversell(database_url: str, db: asyncpg.Connection) -> None:
+    """8 clients race to ship 1 each from a stock of 5: exactly 5 succeed; the others are refused whole."""
+    await make_reference(db)
+    await insert(db, (1, 1, 5))
+    conns = [await asyncpg.connect(database_url) for _ in range(8)]
+    start = asyncio.Event()
+
+    async def ship(conn: asyncpg.Connection) -> str:
+        await start.wait()
+        try:
+            await insert(conn, (1, 1, -1))
+        except asyncpg.PostgresError as e:
+            return str(e.sqlstate)
+        return "ok"
+
+    try:
+        tasks = [asyncio.create_task(ship(c)) for c in conns]
+        start.set()
+        outcomes = sorted(await asyncio.gather(*tasks))
+    finally:
+        for c in conns:
+            await c.close()
+    assert outcomes == ["WH001"] * 3 + ["ok"] * 5
+    assert await balance(db, 1, 1) == (0, "out_of_stock")
+    assert (await events(db))[-1] == (1, 1, "running_low", "out_of_stock", 0)
+    assert await db.fetchval("SELECT status_change_count()") == len(await events(db)) == 2
+    assert await differences(db) == []
+
+
 async def test_concurrent_counts_of_the_same_pair_never_add_up(database_url: str, db: asyncpg.Connection) -> None:
     await make_reference(db)
     conns = [await asyncpg.connect(database_url) for _ in range(4)]
