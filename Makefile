@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost
+.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -52,3 +52,6 @@ bench-db: venv stack  ## database core throughput, ratios against the trigger-le
 
 bench-trigger-cost: venv stack  ## the triggers' CPU cost per single-operation transaction, one session (~1 min)
 	$(PY) -m bench.trigger_cost
+
+bench-trigger-instructions: venv  ## the same in CPU instructions, under valgrind: deterministic (~30 s)
+	$(PY) -m bench.trigger_instructions

@@ -145,11 +145,16 @@ INSERT INTO {table} ({columns}) VALUES (:p, :w, -(:q)::int, 'shipment');
 """
 
 
-def pgbench_bin() -> str:
+def pg_bindir() -> Path:
+    """The PostgreSQL server binaries: $PG_BINDIR, or where Debian installs version 15."""
     for candidate in (os.environ.get("PG_BINDIR", ""), "/usr/lib/postgresql/15/bin"):
-        if candidate and Path(candidate, "pgbench").exists():
-            return str(Path(candidate, "pgbench"))
-    return "pgbench"
+        if candidate and Path(candidate, "postgres").exists():
+            return Path(candidate)
+    raise SystemExit("PostgreSQL 15 server binaries not found: set PG_BINDIR")
+
+
+def pgbench_bin() -> str:
+    return str(pg_bindir() / "pgbench")
 
 
 def pgbench_run(url: str, table: str, clients: int, seconds: int) -> float:
