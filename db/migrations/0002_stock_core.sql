@@ -46,13 +46,19 @@ CREATE TABLE stock_balance (
     warehouse_id      bigint       NOT NULL REFERENCES warehouses (id),
     quantity          bigint       NOT NULL DEFAULT 0,
     status            stock_status NOT NULL DEFAULT 'out_of_stock',
+    -- The status before the row's last write: the one-row path reads the old status from here (cheaper than
+    -- recomputing it from the old quantity).
+    previous_status   stock_status NOT NULL DEFAULT 'out_of_stock',
     -- The product's threshold, kept here so the one write per pair can compute the status from the row it
     -- locked; a threshold change rewrites it (reevaluate_statuses).
     low_stock_threshold integer    NOT NULL,
     updated_at        timestamptz  NOT NULL DEFAULT now(),
     status_changed_at timestamptz  NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, warehouse_id)
-) WITH (fillfactor = 80);  -- room for HOT updates: balances are rewritten all the time
+) WITH (fillfactor = 50);
+-- Balances are rewritten all the time, as HOT updates (no indexed column changes). Once a page is at its fill
+-- level, every update prunes the page's dead versions, at a cost that grows with the rows on the page: half-full
+-- pages cost ≈ 2 % fewer instructions per one-row insert than 80 % (callgrind), for twice the space.
 CREATE INDEX stock_balance_warehouse ON stock_balance (warehouse_id, product_id);
 
 -- The original system's status table, kept as a view of the same rows.
@@ -200,12 +206,13 @@ BEGIN
     IF one_id IS NOT NULL THEN
         UPDATE stock_balance b
            SET quantity = b.quantity + one_quantity,
+               previous_status = b.status,
                status = stock_status_for(b.quantity + one_quantity, b.low_stock_threshold),
                status_changed_at = CASE WHEN stock_status_for(b.quantity + one_quantity, b.low_stock_threshold)
                                              <> b.status THEN now() ELSE b.status_changed_at END,
                updated_at = now()
          WHERE b.product_id = one_product AND b.warehouse_id = one_warehouse AND b.quantity + one_quantity >= 0
-        RETURNING b.quantity, b.status, stock_status_for(b.quantity - one_quantity, b.low_stock_threshold)
+        RETURNING b.quantity, b.status, b.previous_status
         INTO balance_after, status_after, status_before;
         IF FOUND THEN
             IF status_before <> status_after THEN
@@ -248,6 +255,7 @@ BEGIN
          ORDER BY n.product_id, n.warehouse_id
         ON CONFLICT (product_id, warehouse_id) DO UPDATE
            SET quantity = b.quantity + excluded.quantity,
+               previous_status = b.status,
                status = stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold),
                status_changed_at = CASE WHEN stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold)
                                              <> b.status THEN now() ELSE b.status_changed_at END,
@@ -358,6 +366,7 @@ BEGIN
     updated AS (
         UPDATE stock_balance b
            SET low_stock_threshold = t.low_stock_threshold,
+               previous_status = b.status,
                status = t.new_status,
                status_changed_at = CASE WHEN t.new_status <> t.old_status THEN now() ELSE b.status_changed_at END
           FROM target t
