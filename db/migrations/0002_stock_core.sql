@@ -42,18 +42,20 @@ CREATE TABLE warehouse_operations (
 
 -- Balance and status per pair, one row, so one lock and one write per pair and statement.
 CREATE TABLE stock_balance (
+    -- Columns that most writes leave alone come first and the ones every write changes last: an update's WAL
+    -- record then carries only the changed tail of the row (PostgreSQL omits the unchanged prefix).
     product_id        bigint       NOT NULL REFERENCES products (id),
     warehouse_id      bigint       NOT NULL REFERENCES warehouses (id),
-    quantity          bigint       NOT NULL DEFAULT 0,
+    status_changed_at timestamptz  NOT NULL DEFAULT now(),
+    -- The product's threshold, kept here so the one write per pair can compute the status from the row it
+    -- locked; a threshold change rewrites it (reevaluate_statuses).
+    low_stock_threshold integer    NOT NULL,
     status            stock_status NOT NULL DEFAULT 'out_of_stock',
     -- The status before the row's last write: the one-row path reads the old status from here (cheaper than
     -- recomputing it from the old quantity).
     previous_status   stock_status NOT NULL DEFAULT 'out_of_stock',
-    -- The product's threshold, kept here so the one write per pair can compute the status from the row it
-    -- locked; a threshold change rewrites it (reevaluate_statuses).
-    low_stock_threshold integer    NOT NULL,
+    quantity          bigint       NOT NULL DEFAULT 0,
     updated_at        timestamptz  NOT NULL DEFAULT now(),
-    status_changed_at timestamptz  NOT NULL DEFAULT now(),
     PRIMARY KEY (product_id, warehouse_id)
 ) WITH (fillfactor = 50);
 -- Balances are rewritten all the time, as HOT updates (no indexed column changes). Once a page is at its fill
