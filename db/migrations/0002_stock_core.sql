@@ -190,9 +190,9 @@ BEGIN
     -- Fast path for the API's one-row inserts on a pair that has a balance row and enough stock: the row is
     -- read into variables (STRICT: a batch raises too_many_rows, caught; cheaper than counting the rows), then
     -- one indexed update by key is the row lock and the write, and the outbox row and its count follow only
-    -- when the status changed. It needs no table lock against threshold changes: the threshold it uses is the
-    -- one in the row version it locks and writes. A batch, a new pair, an unknown product or warehouse, or an
-    -- operation that would go below zero takes the general path below, which also reports the errors.
+    -- when the status changed. Against threshold changes its ROW EXCLUSIVE lock suffices: the threshold it
+    -- uses is the one in the row version it locks and writes. A batch, a new pair, or an unknown product or
+    -- warehouse takes the general path below.
     -- (Counted with callgrind, of ≈ 400k instructions per one-row insert: an UPDATE joined to the transition
     -- table instead of by variables costs ≈ 44k more, counting the rows ≈ 22k; docs/db-performance.md.)
     BEGIN
@@ -213,10 +213,14 @@ BEGIN
                status_changed_at = CASE WHEN stock_status_for(b.quantity + one_quantity, b.low_stock_threshold)
                                              <> b.status THEN now() ELSE b.status_changed_at END,
                updated_at = now()
-         WHERE b.product_id = one_product AND b.warehouse_id = one_warehouse AND b.quantity + one_quantity >= 0
+         WHERE b.product_id = one_product AND b.warehouse_id = one_warehouse
         RETURNING b.quantity, b.status, b.previous_status
         INTO balance_after, status_after, status_before;
         IF FOUND THEN
+            IF balance_after < 0 THEN  -- raised here: the general path's plan must not be made for one row
+                PERFORM raise_insufficient_stock(one_product, one_warehouse, balance_after - one_quantity,
+                                                 -one_quantity, one_type, 1);
+            END IF;
             IF status_before <> status_after THEN
                 WITH event AS (
                     INSERT INTO status_change_outbox
