@@ -12,6 +12,7 @@ import os
 import random
 import re
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -34,6 +35,22 @@ TRIGGERED = "warehouse_operations"
 PRODUCTS, WAREHOUSES = 1000, 10  # 10k keys
 
 
+async def prepare_tables(conn: asyncpg.Connection) -> None:
+    """Migrated schema, reference data, and both tables warmed with every key."""
+    await migrate(conn)
+    await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
+    await conn.execute(f"CREATE TABLE {PLAIN} (LIKE {TRIGGERED} INCLUDING ALL)")
+    # Every key starts with some stock, so runs measure steady state rather than first inserts.
+    warm = "".join(
+        f"{p}\t{w}\t{random.Random(p * 100 + w).randint(1, 25)}\treceipt\n"
+        for p in range(1, PRODUCTS + 1)
+        for w in range(1, WAREHOUSES + 1)
+    ).encode()
+    for table in (PLAIN, TRIGGERED):
+        await copy_batch(conn, table, warm)
+    await conn.execute("VACUUM ANALYZE")
+
+
 class BenchDatabase:
     """A fresh database per run: migrated, reference data, both tables warmed with every key."""
 
@@ -47,18 +64,7 @@ class BenchDatabase:
         self.url = with_database(self.admin_url, self.name)
         conn = await asyncpg.connect(self.url)
         try:
-            await migrate(conn)
-            await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
-            await conn.execute(f"CREATE TABLE {PLAIN} (LIKE {TRIGGERED} INCLUDING ALL)")
-            # Every key starts with some stock, so runs measure steady state rather than first inserts.
-            warm = "".join(
-                f"{p}\t{w}\t{random.Random(p * 100 + w).randint(1, 25)}\treceipt\n"
-                for p in range(1, PRODUCTS + 1)
-                for w in range(1, WAREHOUSES + 1)
-            ).encode()
-            for table in (PLAIN, TRIGGERED):
-                await copy_batch(conn, table, warm)
-            await conn.execute("VACUUM ANALYZE")
+            await prepare_tables(conn)
             try:  # a checkpoint between runs evens out the I/O; a role without pg_checkpoint skips it
                 await conn.execute("CHECKPOINT")
             except asyncpg.InsufficientPrivilegeError:
@@ -146,8 +152,12 @@ INSERT INTO {table} ({columns}) VALUES (:p, :w, -(:q)::int, 'shipment');
 
 
 def pg_bindir() -> Path:
-    """The PostgreSQL server binaries: $PG_BINDIR, or where Debian installs version 15."""
-    for candidate in (os.environ.get("PG_BINDIR", ""), "/usr/lib/postgresql/15/bin"):
+    """The PostgreSQL server binaries: $PG_BINDIR, where Debian installs version 15, or `pg_config --bindir`."""
+    pg_config = shutil.which("pg_config")
+    from_pg_config = (
+        subprocess.run([pg_config, "--bindir"], capture_output=True, text=True).stdout.strip() if pg_config else ""
+    )
+    for candidate in (os.environ.get("PG_BINDIR", ""), "/usr/lib/postgresql/15/bin", from_pg_config):
         if candidate and Path(candidate, "postgres").exists():
             return Path(candidate)
     raise SystemExit("PostgreSQL 15 server binaries not found: set PG_BINDIR")

@@ -13,7 +13,6 @@ Needs valgrind (`apt-get install valgrind`) and the PostgreSQL server binaries.
 import argparse
 import asyncio
 import os
-import random
 import re
 import shutil
 import subprocess
@@ -23,10 +22,8 @@ from pathlib import Path
 
 import asyncpg
 
-from bench.db_bench import PLAIN, PRODUCTS, TRIGGERED, WAREHOUSES, pg_bindir
+from bench.db_bench import PLAIN, TRIGGERED, pg_bindir, prepare_tables
 from bench.trigger_cost import LOOP
-from db.load import copy_batch, ensure_reference_data
-from db.migrate import migrate
 
 PORT = 54399  # the scratch cluster listens on a socket in its own folder only; the port names the socket
 
@@ -55,17 +52,7 @@ class ScratchCluster:
             self.run("createdb", "-h", str(self.root), "-p", str(PORT), "-U", "postgres", "wt")
             conn = await asyncpg.connect(host=str(self.root), port=PORT, user="postgres", database="wt")
             try:
-                await migrate(conn)
-                await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
-                await conn.execute(f"CREATE TABLE {PLAIN} (LIKE {TRIGGERED} INCLUDING ALL)")
-                warm = "".join(
-                    f"{p}\t{w}\t{random.Random(p * 100 + w).randint(1, 25)}\treceipt\n"
-                    for p in range(1, PRODUCTS + 1)
-                    for w in range(1, WAREHOUSES + 1)
-                ).encode()
-                for table in (PLAIN, TRIGGERED):
-                    await copy_batch(conn, table, warm)
-                await conn.execute("VACUUM ANALYZE")
+                await prepare_tables(conn)
             finally:
                 await conn.close()
         finally:
