@@ -6,7 +6,8 @@
 --     by a single ordered INSERT … ON CONFLICT DO UPDATE;
 --   * writers hold ROW EXCLUSIVE on stock_balance; a threshold change takes SHARE ROW EXCLUSIVE, so it runs
 --     between writers, never beside one: the thresholds a writer reads cannot change under it;
---   * the counter is append-only: no row is ever contended.
+--   * writers never touch the counter: a status change is counted by its outbox row until the row is
+--     published and deleted, and from then on by the counter row its deletion adds.
 
 CREATE TYPE operation_type AS ENUM ('receipt', 'shipment', 'transfer_in', 'transfer_out', 'adjustment');
 CREATE TYPE stock_status AS ENUM ('available', 'running_low', 'out_of_stock');
@@ -82,18 +83,23 @@ CREATE TABLE status_change_outbox (
     occurred_at  timestamptz  NOT NULL
 );
 
--- The global count of status changes: append-only deltas (never a contended row), summed on read and
--- folded together now and then by compact_status_change_counter(). No key and no index: rows are only
--- ever appended and summed, and an index would be one more write per status change.
+-- The global count of status changes. Every change is counted exactly once, in one of two places: its outbox
+-- row while it waits to be published, then, from the transaction that deletes that row (the bridge, after
+-- publishing it), a row of status_change_counter that the deletion adds (trigger count_removed_changes). So
+-- writers pay nothing for the count (no counter row per statement, no contended row), and one statement reads
+-- both places in one snapshot: the total is exact at every moment, whatever is published or not.
+-- Append-only deltas, one per deleting statement, folded together now and then by
+-- compact_status_change_counter(). No key and no index: rows are only ever appended and summed.
 CREATE TABLE status_change_counter (
     changes     bigint      NOT NULL CHECK (changes >= 0),
     recorded_at timestamptz NOT NULL DEFAULT now()
 );
-INSERT INTO status_change_counter (changes) VALUES (0);
 
+-- Reading it costs a count of the outbox: a few rows while a bridge keeps up, the whole backlog while none runs.
 CREATE FUNCTION status_change_count() RETURNS bigint
 LANGUAGE sql STABLE AS $$
-    SELECT coalesce(sum(changes), 0)::bigint FROM status_change_counter
+    SELECT (SELECT coalesce(sum(changes), 0) FROM status_change_counter)
+         + (SELECT count(*) FROM status_change_outbox)
 $$;
 
 CREATE FUNCTION compact_status_change_counter() RETURNS bigint
@@ -102,6 +108,32 @@ LANGUAGE sql AS $$
     INSERT INTO status_change_counter (changes) SELECT coalesce(sum(changes), 0) FROM folded
     RETURNING changes
 $$;
+
+CREATE FUNCTION count_removed_changes() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO status_change_counter (changes) SELECT count(*) FROM removed HAVING count(*) > 0;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER count_removed_changes
+    AFTER DELETE ON status_change_outbox
+    REFERENCING OLD TABLE AS removed
+    FOR EACH STATEMENT EXECUTE FUNCTION count_removed_changes();
+
+-- TRUNCATE fires no delete trigger, so it would lose the count of the rows it removes.
+CREATE FUNCTION outbox_is_not_truncated() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'invalid operation: TRUNCATE of status_change_outbox would lose the count of its changes; DELETE them instead (the deletion counts them)'
+        USING ERRCODE = 'WH004';
+END
+$$;
+
+CREATE TRIGGER outbox_is_not_truncated
+    BEFORE TRUNCATE ON status_change_outbox
+    FOR EACH STATEMENT EXECUTE FUNCTION outbox_is_not_truncated();
 
 -- Errors callers can rely on: SQLSTATE and a stable message prefix.
 --   WH001 insufficient stock: ...   WH002 unknown product: ...   WH003 unknown warehouse: ...
@@ -189,7 +221,7 @@ DECLARE
 BEGIN
     -- Fast path for the API's one-row inserts on a pair that has a balance row and enough stock: the row is
     -- read into variables (STRICT: a batch raises too_many_rows, caught; cheaper than counting the rows), then
-    -- one indexed update by key is the row lock and the write, and the outbox row and its count follow only
+    -- one indexed update by key is the row lock and the write, and the outbox row follows only
     -- when the status changed. Against threshold changes its ROW EXCLUSIVE lock suffices: the threshold it
     -- uses is the one in the row version it locks and writes. A batch, a new pair, or an unknown product or
     -- warehouse takes the general path below.
@@ -222,12 +254,9 @@ BEGIN
                                                  -one_quantity, one_type, 1);
             END IF;
             IF status_before <> status_after THEN
-                WITH event AS (
-                    INSERT INTO status_change_outbox
-                        (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-                    VALUES (one_product, one_warehouse, status_before, status_after, balance_after, one_id, one_at)
-                )
-                INSERT INTO status_change_counter (changes) VALUES (1);
+                INSERT INTO status_change_outbox
+                    (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
+                VALUES (one_product, one_warehouse, status_before, status_after, balance_after, one_id, one_at);
             END IF;
             RETURN NULL;
         END IF;
@@ -239,7 +268,7 @@ BEGIN
 
     -- General path: one statement. Running sums per pair are computed before any lock is taken (the sort under
     -- the ordered insert consumes them first); then one ordered write per pair adds the net change, sets the
-    -- final status and is the lock; then each status change is written to the outbox and counted.
+    -- final status and is the lock; then each status change is written to the outbox.
     -- Pairs whose product or warehouse is unknown drop out of the write and are reported below; the first
     -- operation that would go below zero is reported too. Either error undoes the whole statement.
     WITH running AS (
@@ -284,11 +313,6 @@ BEGIN
          WHERE stock_status_for(q_after - quantity, threshold) <> stock_status_for(q_after, threshold)
            AND q_after >= 0
          ORDER BY product_id, warehouse_id, id
-        RETURNING 1
-    ),
-    counted AS (
-        INSERT INTO status_change_counter (changes)
-        SELECT count(*) FROM events HAVING count(*) > 0
     )
     SELECT (SELECT count(*) FROM net) - (SELECT count(*) FROM upserted) AS unknown_pairs,
            first_negative.id, first_negative.product_id, first_negative.warehouse_id,
@@ -377,17 +401,12 @@ BEGIN
                status_changed_at = CASE WHEN t.new_status <> t.old_status THEN now() ELSE b.status_changed_at END
           FROM target t
          WHERE b.product_id = t.product_id AND b.warehouse_id = t.warehouse_id
-    ),
-    events AS (
-        INSERT INTO status_change_outbox
-            (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
-        SELECT product_id, warehouse_id, old_status, new_status, quantity, NULL, now()
-          FROM target WHERE new_status <> old_status
-         ORDER BY product_id, warehouse_id
-        RETURNING 1
     )
-    INSERT INTO status_change_counter (changes)
-    SELECT count(*) FROM events HAVING count(*) > 0;
+    INSERT INTO status_change_outbox
+        (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
+    SELECT product_id, warehouse_id, old_status, new_status, quantity, NULL, now()
+      FROM target WHERE new_status <> old_status
+     ORDER BY product_id, warehouse_id;
     RETURN NULL;
 END
 $$;

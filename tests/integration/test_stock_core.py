@@ -445,10 +445,31 @@ def test_a_batch_gives_the_same_result_as_its_operations_one_by_one(
 
 
 async def test_four_concurrent_loaders_on_50_shared_keys_stay_exact(database_url: str, db: asyncpg.Connection) -> None:
-    stats, _, changes = await load(
-        database_url, operations=20_000, workers=4, products=5, warehouses=10, batch_size=250, seed=7,
-        show_progress=False,
-    )  # fmt: skip
+    loading = asyncio.Event()
+    published: list[asyncpg.Record] = []
+    EVENT = "id, product_id, warehouse_id, old_status::text, new_status::text"
+
+    async def publisher() -> None:  # plays the bridge: deletes outbox rows in batches while the loaders run
+        conn = await asyncpg.connect(database_url)
+        try:
+            while not loading.is_set():
+                published.extend(await conn.fetch(
+                    f"DELETE FROM status_change_outbox WHERE id IN "
+                    f"(SELECT id FROM status_change_outbox ORDER BY id LIMIT 300) RETURNING {EVENT}"
+                ))  # fmt: skip
+                await asyncio.sleep(0.01)
+        finally:
+            await conn.close()
+
+    publishing = asyncio.create_task(publisher())
+    try:
+        stats, _, changes = await load(
+            database_url, operations=20_000, workers=4, products=5, warehouses=10, batch_size=250, seed=7,
+            show_progress=False,
+        )  # fmt: skip
+    finally:
+        loading.set()
+        await publishing
 
     assert stats.written == 20_000
     assert stats.rejected_total == 0
@@ -460,8 +481,21 @@ async def test_four_concurrent_loaders_on_50_shared_keys_stay_exact(database_url
         "WHERE b.quantity IS DISTINCT FROM o.q OR b.status <> stock_status_for(b.quantity, p.low_stock_threshold)"
     )
     assert mismatched == 0
-    outbox_rows = await db.fetchval("SELECT count(*) FROM status_change_outbox")
-    assert changes == outbox_rows == await db.fetchval("SELECT status_change_count()") > 0
+    waiting = await db.fetch(f"SELECT {EVENT} FROM status_change_outbox")
+    assert published, "the publisher deleted no row: counting on deletion was not exercised"
+    assert changes == len(published) + len(waiting) == await db.fetchval("SELECT status_change_count()") > 0
+    assert await db.fetchval("SELECT sum(changes) FROM status_change_counter") == len(published)
+    # No change lost or doubled, published or not: per pair, in outbox order, each event starts where the one
+    # before it ended, the first from out_of_stock, and the last ends at the pair's status.
+    chains: dict[tuple[int, int], list[tuple[str, str]]] = {}
+    for e in sorted([*published, *waiting], key=lambda e: e["id"]):
+        chains.setdefault((e["product_id"], e["warehouse_id"]), []).append((e["old_status"], e["new_status"]))
+    statuses = {
+        (r[0], r[1]): r[2] for r in await db.fetch("SELECT product_id, warehouse_id, status::text FROM stock_balance")
+    }
+    for pair, chain in chains.items():
+        assert [old for old, _ in chain] == ["out_of_stock", *[new for _, new in chain[:-1]]], pair
+        assert chain[-1][1] == statuses[pair], pair
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "db", "verify", env={**os.environ, "DATABASE_URL": database_url},
         stdout=asyncio.subprocess.PIPE,
@@ -471,13 +505,35 @@ async def test_four_concurrent_loaders_on_50_shared_keys_stay_exact(database_url
     assert "consistent" in out.decode()
 
 
-async def test_compacting_the_counter_keeps_the_exact_total(db: asyncpg.Connection) -> None:
+async def test_published_changes_stay_counted_and_compacting_keeps_the_total(db: asyncpg.Connection) -> None:
     await make_reference(db)
     for warehouse in (1, 2, 3):
-        await insert(db, (1, warehouse, 5))  # one counter row per statement
-    assert await db.fetchval("SELECT count(*) FROM status_change_counter") > 1
+        await insert(db, (1, warehouse, 5))
+    assert await db.fetchval("SELECT count(*) FROM status_change_counter") == 0  # writers add no counter rows
+
+    # What the bridge does after publishing: delete the rows, in batches.
+    await db.execute("DELETE FROM status_change_outbox WHERE warehouse_id = 1")
+    assert await db.fetchval("SELECT status_change_count()") == 3
+    await db.execute("DELETE FROM status_change_outbox")
+    assert await db.fetchval("SELECT count(*) FROM status_change_counter") == 2
+    assert await db.fetchval("SELECT status_change_count()") == 3
 
     await db.execute("SELECT compact_status_change_counter()")
 
     assert await db.fetchval("SELECT count(*) FROM status_change_counter") == 1
     assert await db.fetchval("SELECT status_change_count()") == 3
+    await insert(db, (1, 1, -5))
+    assert await db.fetchval("SELECT status_change_count()") == 4
+
+
+async def test_truncating_the_outbox_is_refused(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 5))
+
+    with pytest.raises(asyncpg.PostgresError) as e:
+        await db.execute("TRUNCATE status_change_outbox")
+
+    assert e.value.sqlstate == "WH004"
+    assert e.value.args[0].startswith("invalid operation: TRUNCATE of status_change_outbox")
+    assert await db.fetchval("SELECT count(*) FROM status_change_outbox") == 1
+    assert await db.fetchval("SELECT status_change_count()") == 1
