@@ -266,15 +266,21 @@ BEGIN
     -- the thresholds read from products for new pairs below are current.
     LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;
 
-    -- General path: one statement. Running sums per pair are computed before any lock is taken (the sort under
-    -- the ordered insert consumes them first); then one ordered write per pair adds the net change, sets the
-    -- final status and is the lock; then each status change is written to the outbox.
+    -- General path: one statement. Per operation, what the later operations of its pair change is computed
+    -- before any lock is taken (the sort under the ordered insert consumes it first); then one ordered write per
+    -- pair adds the net change, sets the final status and is the lock; then each operation's quantity after it
+    -- (the pair's final quantity minus what later operations changed) gives its transition, and each status
+    -- change is written to the outbox.
     -- Pairs whose product or warehouse is unknown drop out of the write and are reported below; the first
     -- operation that would go below zero is reported too. Either error undoes the whole statement.
+    -- Its plan is made once per connection, from the first statement that takes this path, whatever its size,
+    -- and kept: so no step joins two of these row sets (planned for one row, such a join is a nested loop,
+    -- quadratic in a later batch); the final quantities reach the operations through a window instead.
     WITH running AS (
         SELECT id, product_id, warehouse_id, quantity, created_at,
-               sum(quantity) OVER (PARTITION BY product_id, warehouse_id ORDER BY id) AS q_relative
+               sum(quantity) OVER pair - sum(quantity) OVER (pair ORDER BY id) AS later
           FROM new_ops
+        WINDOW pair AS (PARTITION BY product_id, warehouse_id)
     ),
     net AS (
         SELECT product_id, warehouse_id, sum(quantity) AS delta
@@ -286,7 +292,7 @@ BEGIN
                stock_status_for(n.delta, p.low_stock_threshold), p.low_stock_threshold
           FROM net n
           JOIN products p ON p.id = n.product_id
-         WHERE n.warehouse_id IN (SELECT id FROM warehouses)
+          JOIN warehouses w ON w.id = n.warehouse_id
          ORDER BY n.product_id, n.warehouse_id
         ON CONFLICT (product_id, warehouse_id) DO UPDATE
            SET quantity = b.quantity + excluded.quantity,
@@ -298,11 +304,19 @@ BEGIN
         RETURNING b.product_id, b.warehouse_id, b.quantity, b.low_stock_threshold
     ),
     steps AS (
-        SELECT r.id, r.product_id, r.warehouse_id, r.quantity, r.created_at, u.low_stock_threshold AS threshold,
-               u.quantity - n.delta + r.q_relative AS q_after
-          FROM running r
-          JOIN upserted u USING (product_id, warehouse_id)
-          JOIN net n USING (product_id, warehouse_id)
+        SELECT * FROM (
+            SELECT id, product_id, warehouse_id, quantity, created_at,
+                   max(threshold) OVER pair AS threshold, max(final) OVER pair - later AS q_after
+              FROM (SELECT NULL::bigint AS id, product_id, warehouse_id, NULL::integer AS quantity,
+                           NULL::timestamptz AS created_at, low_stock_threshold AS threshold, quantity AS final,
+                           0 AS later
+                      FROM upserted
+                    UNION ALL
+                    SELECT id, product_id, warehouse_id, quantity, created_at, NULL, NULL, later
+                      FROM running) AS pair_and_operations
+            WINDOW pair AS (PARTITION BY product_id, warehouse_id)
+        ) AS per_operation
+        WHERE id IS NOT NULL  -- operations of unknown pairs keep a NULL q_after: no event, and reported below
     ),
     events AS (
         INSERT INTO status_change_outbox

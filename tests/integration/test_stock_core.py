@@ -293,6 +293,27 @@ async def test_one_row_inserts_stay_index_lookups_after_a_batch_on_the_same_conn
     assert await balance(db, 20, 1) == (16, "available")
 
 
+async def test_a_batch_after_a_one_row_insert_on_the_same_connection_runs_in_linear_time(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    """The general path's plan is cached per connection from its first statement, whatever its size. Made for a
+    one-row insert of a new pair, a plan that joins the statement's row sets is a nested loop over operations ×
+    pairs: the 60,000-row batch on 7,500 pairs below then took about 45 s. A guard against that, not a speed
+    measurement: the batch takes about a second; the limit is ten seconds."""
+    await make_reference(db, products=750, warehouses=10)
+    rows = [(p, w, q) for q in (4, 3, 2, 1) for _ in range(2) for p in range(1, 751) for w in range(1, 11)]
+    writer = await asyncpg.connect(database_url)
+    try:
+        await insert(writer, (1, 1, 5))  # a new pair: the general path, planned here for one row
+        await writer.execute("SET statement_timeout = '10s'")
+        payload = "".join(f"{p}\t{w}\t{q}\treceipt\n" for p, w, q in rows).encode()
+        await copy_batch(writer, "warehouse_operations", payload)
+    finally:
+        await writer.close()
+    assert await balance(db, 1, 1) == (5 + 20, "available")
+    assert await balance(db, 750, 10) == (20, "available")
+
+
 # --- NOTIFY -------------------------------------------------------------------------------------------
 
 LISTENING_LOCK = 7735218433629061301  # held by an idle bridge while it waits for notifications
