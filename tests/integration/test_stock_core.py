@@ -297,7 +297,7 @@ async def test_a_batch_after_a_one_row_insert_on_the_same_connection_runs_in_lin
     database_url: str, db: asyncpg.Connection
 ) -> None:
     """The general path's plan is cached per connection from its first statement, whatever its size. Made for a
-    one-row insert of a new pair, a plan that joins the statement's row sets is a nested loop over operations ×
+    one-row insert of a new pair, a plan that joins the statement's row sets is a nested loop over operations times
     pairs: the 60,000-row batch on 7,500 pairs below then took about 45 s. A guard against that, not a speed
     measurement: the batch takes about a second; the limit is ten seconds."""
     await make_reference(db, products=750, warehouses=10)
