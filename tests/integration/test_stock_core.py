@@ -196,6 +196,40 @@ async def test_a_transfer_without_enough_stock_moves_nothing(db: asyncpg.Connect
             await db.fetchval("SELECT transfer_stock($1, $2, $3, $4)", *bad_args)
 
 
+async def test_a_transfer_to_a_lower_warehouse_without_enough_stock_moves_nothing(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+    await insert(db, (1, 2, 3), (1, 1, 7))
+    before = await state(db)
+
+    with pytest.raises(asyncpg.PostgresError, match="insufficient stock: product 1 at warehouse 2 has 3") as e:
+        await db.fetchval("SELECT transfer_stock(1, 2, 1, 4)")  # the receiving leg is written first here
+
+    assert e.value.sqlstate == "WH001"
+    assert await state(db) == before
+
+
+async def test_transfers_in_opposite_directions_at_once_never_deadlock(
+    database_url: str, db: asyncpg.Connection
+) -> None:
+    await make_reference(db)
+    await insert(db, (1, 1, 1000), (1, 2, 1000))
+
+    async def shuttle(direction: int) -> None:
+        conn = await asyncpg.connect(database_url)
+        try:
+            for i in range(40):
+                source = 1 + (direction + i) % 2
+                await conn.fetchval("SELECT transfer_stock(1, $1, $2, 1)", source, 3 - source)
+        finally:
+            await conn.close()
+
+    await asyncio.gather(*(shuttle(d) for d in range(8)))  # raises on the first deadlock
+
+    assert await db.fetchval("SELECT sum(quantity) FROM stock_balance WHERE product_id = 1") == 2000
+    assert await db.fetchval("SELECT count(*) FROM warehouse_operations WHERE transfer_id IS NOT NULL") == 640
+    assert await differences(db) == []
+
+
 async def test_an_inventory_count_writes_the_difference_as_an_adjustment(db: asyncpg.Connection) -> None:
     await make_reference(db)
     await insert(db, (1, 1, 30))
