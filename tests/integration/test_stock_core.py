@@ -330,9 +330,9 @@ async def test_one_row_inserts_stay_index_lookups_after_a_batch_on_the_same_conn
 async def test_a_batch_after_a_one_row_insert_on_the_same_connection_runs_in_linear_time(
     database_url: str, db: asyncpg.Connection
 ) -> None:
-    """The general path's plan is cached per connection from its first statement, whatever its size. Made for a
-    one-row insert of a new pair, a plan that joins the statement's row sets is a nested loop over operations times
-    pairs: the 60,000-row batch on 7,500 pairs below then took about 45 s. A guard against that, not a speed
+    """A plan cached per connection would be the first statement's: made for a one-row insert of a new pair, it
+    joins the statement's row sets with nested loops, over operations times pairs, and the 60,000-row batch on
+    7,500 pairs below took about 45 s. The general path is planned per statement; this guards that. Not a speed
     measurement: the batch takes about a second; the limit is ten seconds."""
     await make_reference(db, products=750, warehouses=10)
     rows = [(p, w, q) for q in (4, 3, 2, 1) for _ in range(2) for p in range(1, 751) for w in range(1, 11)]
