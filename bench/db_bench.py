@@ -303,7 +303,7 @@ TABLE_ROWS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
 async def main() -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--repeat", type=int, default=3)
-    p.add_argument("--operations", type=int, default=200_000, help="operations per COPY run")
+    p.add_argument("--operations", type=int, default=800_000, help="operations per COPY run (4 loaders; half for 1)")
     p.add_argument("--single-seconds", type=int, default=3, help="seconds per pgbench segment")
     p.add_argument("--single-rounds", type=int, default=8, help="rounds of segments per single-operation run")
     p.add_argument("--load-operations", type=int, default=500_000)
