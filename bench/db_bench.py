@@ -11,7 +11,6 @@ import json
 import os
 import random
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -254,24 +253,31 @@ async def single_figure(admin_url: str, clients: int, seconds: int, rounds: int,
     }
 
 
+def run_load(url: str, operations: int, seed: int) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MB) of one `python -m db load`, measured on that process alone (wait4)."""
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "db", "load", "--operations", str(operations), "--workers", "4", "--quiet",
+         "--seed", str(seed)],
+        env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    out = proc.stdout.read()
+    _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise RuntimeError(f"db load failed:\n{out.decode()}")
+    return time.perf_counter() - started, usage.ru_maxrss / 1024
+
+
 async def load_script_figure(admin_url: str, operations: int, repeat: int) -> dict[str, Any]:
     walls, rss = [], []
     for run in range(repeat):
         async with BenchDatabase(admin_url) as db:
-            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-            started = time.perf_counter()
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "db", "load", "--operations", str(operations), "--workers", "4",
-                "--quiet", "--seed", str(run),
-                env={**os.environ, "DATABASE_URL": db.url}, stdout=asyncio.subprocess.PIPE,
-            )  # fmt: skip
-            out, _ = await proc.communicate()
-            walls.append(time.perf_counter() - started)
-            if proc.returncode != 0:
-                raise RuntimeError(f"db load failed:\n{out.decode()}")
-            # ru_maxrss of children is the largest child so far; each load is the largest process it runs.
-            rss.append(max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, before) / 1024)
-            print(f"  db load run {run + 1}: {walls[-1]:.1f} s, peak RSS so far {rss[-1]:.0f} MB", flush=True)
+            wall, peak = await asyncio.to_thread(run_load, db.url, operations, run)
+        walls.append(wall)
+        rss.append(peak)
+        print(f"  db load run {run + 1}: {wall:.1f} s, peak RSS {peak:.0f} MB", flush=True)
     return {"wall_s": statistics.median(walls), "peak_rss_mb": max(rss), "operations": operations}
 
 
