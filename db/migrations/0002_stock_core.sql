@@ -85,11 +85,11 @@ CREATE TABLE status_change_outbox (
 
 -- The global count of status changes. Every change is counted exactly once, in one of two places: its outbox
 -- row while it waits to be published, then, from the transaction that deletes that row (the bridge, after
--- publishing it), a row of status_change_counter that the deletion adds (trigger count_removed_changes). So
+-- publishing it), status_change_counter, which the deletion updates (trigger count_removed_changes). So
 -- writers pay nothing for the count (no counter row per statement, no contended row), and one statement reads
 -- both places in one snapshot: the total is exact at every moment, whatever is published or not.
--- Append-only deltas, one per deleting statement, folded together now and then by
--- compact_status_change_counter(). No key and no index: rows are only ever appended and summed.
+-- Each deleting statement folds the counter's rows and its own count into one new row, so the table holds
+-- one row (a few while deleting transactions overlap: each folds the rows it can see). No key, no index.
 CREATE TABLE status_change_counter (
     changes     bigint      NOT NULL CHECK (changes >= 0),
     recorded_at timestamptz NOT NULL DEFAULT now()
@@ -102,17 +102,15 @@ LANGUAGE sql STABLE AS $$
          + (SELECT count(*) FROM status_change_outbox)
 $$;
 
-CREATE FUNCTION compact_status_change_counter() RETURNS bigint
-LANGUAGE sql AS $$
-    WITH folded AS (DELETE FROM status_change_counter RETURNING changes)
-    INSERT INTO status_change_counter (changes) SELECT coalesce(sum(changes), 0) FROM folded
-    RETURNING changes
-$$;
-
 CREATE FUNCTION count_removed_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO status_change_counter (changes) SELECT count(*) FROM removed HAVING count(*) > 0;
+    IF NOT EXISTS (SELECT 1 FROM removed) THEN
+        RETURN NULL;
+    END IF;
+    WITH folded AS (DELETE FROM status_change_counter RETURNING changes)
+    INSERT INTO status_change_counter (changes)
+    SELECT (SELECT coalesce(sum(changes), 0) FROM folded) + (SELECT count(*) FROM removed);
     RETURN NULL;
 END
 $$;
