@@ -196,6 +196,8 @@ SINGLE_CASES = {
 
 
 def quartiles(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return values[0], values[0]
     q = statistics.quantiles(values, n=4)
     return q[0], q[2]
 
@@ -256,15 +258,15 @@ async def single_figure(admin_url: str, clients: int, seconds: int, rounds: int,
 def run_load(url: str, operations: int, seed: int) -> tuple[float, float]:
     """Wall seconds and peak RSS (MB) of one `python -m db load`, measured on that process alone (wait4)."""
     started = time.perf_counter()
-    proc = subprocess.Popen(
+    with subprocess.Popen(
         [sys.executable, "-m", "db", "load", "--operations", str(operations), "--workers", "4", "--quiet",
          "--seed", str(seed)],
         env={**os.environ, "DATABASE_URL": url}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-    )  # fmt: skip
-    assert proc.stdout is not None
-    out = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    ) as proc:  # fmt: skip
+        assert proc.stdout is not None
+        out = proc.stdout.read()
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise RuntimeError(f"db load failed:\n{out.decode()}")
     return time.perf_counter() - started, usage.ru_maxrss / 1024

@@ -89,7 +89,8 @@ CREATE TABLE status_change_outbox (
 -- writers pay nothing for the count (no counter row per statement, no contended row), and one statement reads
 -- both places in one snapshot: the total is exact at every moment, whatever is published or not.
 -- Each deleting statement folds the counter's rows and its own count into one new row, so the table holds
--- one row (a few while deleting transactions overlap: each folds the rows it can see). No key, no index.
+-- one row (none before the first deletion). It folds only rows no other transaction holds (SKIP LOCKED), so
+-- deleting transactions never wait for each other here; overlapping ones leave a row each. No key, no index.
 CREATE TABLE status_change_counter (
     changes     bigint      NOT NULL CHECK (changes >= 0),
     recorded_at timestamptz NOT NULL DEFAULT now()
@@ -108,7 +109,11 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM removed) THEN
         RETURN NULL;
     END IF;
-    WITH folded AS (DELETE FROM status_change_counter RETURNING changes)
+    WITH folded AS (
+        DELETE FROM status_change_counter
+         WHERE ctid IN (SELECT ctid FROM status_change_counter FOR UPDATE SKIP LOCKED)
+        RETURNING changes
+    )
     INSERT INTO status_change_counter (changes)
     SELECT (SELECT coalesce(sum(changes), 0) FROM folded) + (SELECT count(*) FROM removed);
     RETURN NULL;
@@ -247,7 +252,7 @@ BEGIN
         RETURNING b.quantity, b.status, b.previous_status
         INTO balance_after, status_after, status_before;
         IF FOUND THEN
-            IF balance_after < 0 THEN  -- raised here: the general path's plan must not be made for one row
+            IF balance_after < 0 THEN
                 PERFORM raise_insufficient_stock(one_product, one_warehouse, balance_after - one_quantity,
                                                  -one_quantity, one_type, 1);
             END IF;
@@ -271,8 +276,8 @@ BEGIN
     -- operation that would go below zero is reported too. Either error undoes the whole statement.
     -- Run with EXECUTE, so it is planned for each statement, for its own number of rows (≈ 0.5 ms): a plan
     -- cached per connection would be the first statement's, and one made for a one-row statement joins these
-    -- row sets with nested loops, quadratic in the rows of a later batch. Transfers and one-row inserts on
-    -- stocked pairs never come here.
+    -- row sets with nested loops, quadratic in the rows of a later batch. One-row inserts on stocked pairs,
+    -- transfers between them included, never come here.
     EXECUTE $general$
     WITH running AS (
         SELECT id, product_id, warehouse_id, quantity, created_at,
@@ -426,6 +431,10 @@ LANGUAGE plpgsql AS $$
 DECLARE
     transfer uuid := gen_random_uuid();
 BEGIN
+    IF product IS NULL OR from_warehouse IS NULL OR to_warehouse IS NULL THEN
+        RAISE EXCEPTION 'invalid operation: a transfer needs a product and two warehouses, got product %, from %, to %',
+            product, from_warehouse, to_warehouse USING ERRCODE = 'WH004';
+    END IF;
     IF amount IS NULL OR amount <= 0 THEN
         RAISE EXCEPTION 'invalid operation: a transfer moves a positive quantity, got %', amount
             USING ERRCODE = 'WH004';
@@ -434,9 +443,10 @@ BEGIN
         RAISE EXCEPTION 'invalid operation: a transfer needs two different warehouses, got % twice', from_warehouse
             USING ERRCODE = 'WH004';
     END IF;
+    PERFORM raise_unknown_references(ARRAY[product, product], ARRAY[from_warehouse, to_warehouse]);
     -- One leg per statement, so each takes the one-row path; in warehouse order, the order in which any
-    -- statement locks balance rows, so transfers in opposite directions cannot deadlock. An error in either
-    -- leg (not enough stock at the source, an unknown product or warehouse) undoes both.
+    -- statement locks balance rows, so transfers in opposite directions cannot deadlock (the leg with the
+    -- lower warehouse id is also the lower operation id). Not enough stock at the source undoes both legs.
     IF from_warehouse < to_warehouse THEN
         INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id)
         VALUES (product, from_warehouse, -amount, 'transfer_out', transfer);
