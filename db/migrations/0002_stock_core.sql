@@ -7,7 +7,7 @@
 --   * writers hold ROW EXCLUSIVE on stock_balance; a threshold change takes SHARE ROW EXCLUSIVE, so it runs
 --     between writers, never beside one: the thresholds a writer reads cannot change under it;
 --   * writers never touch the counter: a status change is counted by its outbox row until the row is
---     published and deleted, and from then on by the counter row its deletion adds.
+--     published and deleted, and from then on by status_change_counter, which the deletion updates.
 
 CREATE TYPE operation_type AS ENUM ('receipt', 'shipment', 'transfer_in', 'transfer_out', 'adjustment');
 CREATE TYPE stock_status AS ENUM ('available', 'running_low', 'out_of_stock');
