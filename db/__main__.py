@@ -11,7 +11,7 @@ from pydantic import ValidationError
 from db.config import DatabaseSettings
 from db.connect import connect, describe
 from db.errors import DatabaseError
-from db.load import load
+from db.load import load, peak_memory_mb
 from db.migrate import MIGRATIONS_DIR, migrate, pending
 from db.verify import differences, summary
 
@@ -78,6 +78,7 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
         print(f"  {count:,} {reason}")
     retries = sum(stats.retries.values())
     print(f"retried batches: {retries}" + "".join(f", {n} {why}" for why, n in stats.retries.items()))
+    print(f"peak memory: {peak_memory_mb():.0f} MB")
     return 1 if stats.rejected_total else 0
 
 

@@ -7,6 +7,7 @@ ships more than that share, so no batch can fail on stock however many workers a
 import asyncio
 import io
 import random
+import resource
 import sys
 import time
 from collections import Counter
@@ -99,6 +100,19 @@ async def run_worker(
             remaining -= size
     finally:
         await conn.close()
+
+
+def peak_memory_mb() -> float:
+    """This process's peak resident memory. Linux's VmHWM counts only what ran after exec; ru_maxrss (the
+    fallback elsewhere) also counts the parent's image a process was forked from."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def progress_line(done: int, total: int, elapsed: float) -> str:

@@ -1,5 +1,7 @@
 """`python -m db verify` and `python -m db load` as an operator runs them."""
 
+import re
+
 import asyncpg
 import pytest
 
@@ -15,6 +17,7 @@ async def test_load_writes_what_it_says_and_verify_finds_it_consistent(database_
     )  # fmt: skip
     assert code == 0, err
     assert "operations written: 3,000" in out and "rejected operations: 0" in out
+    assert re.search(r"^peak memory: \d+ MB$", out, re.MULTILINE), out
     assert "3,000/3,000 ops" in err  # the progress line's last state
 
     conn = await asyncpg.connect(database_url)
