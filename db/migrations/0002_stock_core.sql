@@ -430,6 +430,7 @@ RETURNS uuid
 LANGUAGE plpgsql AS $$
 DECLARE
     transfer uuid := gen_random_uuid();
+    leg record;
 BEGIN
     IF product IS NULL OR from_warehouse IS NULL OR to_warehouse IS NULL THEN
         RAISE EXCEPTION 'invalid operation: a transfer needs a product and two warehouses, got product %, from %, to %',
@@ -447,16 +448,13 @@ BEGIN
     -- One leg per statement, so each takes the one-row path; in warehouse order, the order in which any
     -- statement locks balance rows, so transfers in opposite directions cannot deadlock (the leg with the
     -- lower warehouse id is also the lower operation id). Not enough stock at the source undoes both legs.
-    IF from_warehouse < to_warehouse THEN
+    FOR leg IN SELECT * FROM (VALUES (from_warehouse, -amount, 'transfer_out'::operation_type),
+                                     (to_warehouse, amount, 'transfer_in'::operation_type))
+                             AS l (warehouse, quantity, kind)
+                ORDER BY warehouse LOOP
         INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id)
-        VALUES (product, from_warehouse, -amount, 'transfer_out', transfer);
-    END IF;
-    INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id)
-    VALUES (product, to_warehouse, amount, 'transfer_in', transfer);
-    IF from_warehouse > to_warehouse THEN
-        INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id)
-        VALUES (product, from_warehouse, -amount, 'transfer_out', transfer);
-    END IF;
+        VALUES (product, leg.warehouse, leg.quantity, leg.kind, transfer);
+    END LOOP;
     RETURN transfer;
 END
 $$;
