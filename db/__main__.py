@@ -13,7 +13,7 @@ from db.connect import connect, describe
 from db.errors import DatabaseError
 from db.load import load, peak_memory_mb
 from db.migrate import MIGRATIONS_DIR, migrate, pending
-from db.verify import differences, summary
+from db.verify import broken_transfers, differences, summary
 
 SHOWN_DIFFERENCES = 50
 
@@ -43,20 +43,26 @@ async def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
 async def run_verify(settings: Settings, args: argparse.Namespace) -> int:
     conn = await connect(settings.database_url)
     try:
-        found = await differences(conn)
-        totals = await summary(conn)
+        async with conn.transaction(isolation="repeatable_read", readonly=True):  # one snapshot for all checks
+            found = await differences(conn)
+            transfers = await broken_transfers(conn)
+            totals = await summary(conn)
     finally:
         await conn.close()
     print(
         f"checked {totals['pairs']:,} balances against {totals['operations']:,} operations "
         f"({totals['status_changes']:,} status changes counted)"
     )
-    for difference in found[:SHOWN_DIFFERENCES]:
-        print(f"  DIFFERENCE {difference.describe()}")
-    if len(found) > SHOWN_DIFFERENCES:
-        print(f"  … and {len(found) - SHOWN_DIFFERENCES} more")
-    print(f"{len(found)} difference(s)" if found else "consistent: every balance and status matches the ledger")
-    return 1 if found else 0
+    for label, problems in (("DIFFERENCE", found), ("BROKEN TRANSFER", transfers)):
+        for problem in problems[:SHOWN_DIFFERENCES]:
+            print(f"  {label} {problem.describe()}")
+        if len(problems) > SHOWN_DIFFERENCES:
+            print(f"  … and {len(problems) - SHOWN_DIFFERENCES} more")
+    if not found and not transfers:
+        print("consistent: every balance and status matches the ledger, every transfer's legs match")
+        return 0
+    print(f"{len(found)} difference(s), {len(transfers)} broken transfer(s)")
+    return 1
 
 
 async def run_load(settings: Settings, args: argparse.Namespace) -> int:
@@ -97,7 +103,7 @@ def parser() -> argparse.ArgumentParser:
     m.add_argument("--dir", type=Path, default=MIGRATIONS_DIR, help=argparse.SUPPRESS)
     m.set_defaults(run=run_migrate)
     v = commands.add_parser(
-        "verify", help="recompute balances and statuses from the operations; exit 1 on a difference"
+        "verify", help="recompute balances and statuses from the operations, check transfers; exit 1 on a difference"
     )
     v.set_defaults(run=run_verify)
     ld = commands.add_parser("load", help="write random operations with COPY, in parallel (the load script)")

@@ -1,6 +1,8 @@
-"""The operator's consistency check: recompute balances and statuses from the ledger and compare."""
+"""The operator's consistency check: recompute balances and statuses from the ledger and compare; check that
+every transfer's legs match."""
 
 from dataclasses import dataclass
+from uuid import UUID
 
 import asyncpg
 
@@ -24,9 +26,31 @@ class Difference:
         )
 
 
+@dataclass(frozen=True)
+class BrokenTransfer:
+    transfer_id: UUID
+    legs: int
+    outbound: int
+    products: int
+    warehouses: int
+    net: int
+
+    def describe(self) -> str:
+        return (
+            f"transfer {self.transfer_id}: {self.legs} leg(s), {self.outbound} outbound, "
+            f"{self.products} product(s), {self.warehouses} warehouse(s), net {self.net:+d}; "
+            "a transfer is one outbound and one inbound leg of one product between two warehouses, netting to 0"
+        )
+
+
 async def differences(conn: asyncpg.Connection) -> list[Difference]:
     rows = await conn.fetch(queries("verify")["differences"])
     return [Difference(**dict(row)) for row in rows]
+
+
+async def broken_transfers(conn: asyncpg.Connection) -> list[BrokenTransfer]:
+    rows = await conn.fetch(queries("verify")["broken_transfers"])
+    return [BrokenTransfer(**dict(row)) for row in rows]
 
 
 async def summary(conn: asyncpg.Connection) -> asyncpg.Record:

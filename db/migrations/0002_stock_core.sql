@@ -47,7 +47,11 @@ CREATE TABLE stock_balance (
     -- record then carries only the changed tail of the row (PostgreSQL omits the unchanged prefix).
     product_id        bigint       NOT NULL REFERENCES products (id),
     warehouse_id      bigint       NOT NULL REFERENCES warehouses (id),
-    status_changed_at timestamptz  NOT NULL DEFAULT now(),
+    -- When the status last changed before the row's last write. The time of the last change, as products_status
+    -- shows it, is updated_at when that write changed the status, else this. So a write carries it forward
+    -- from the old row's columns alone, without evaluating the status rule a second time (≈ 5k instructions
+    -- of a one-row insert's ≈ 380k).
+    prior_change_at   timestamptz  NOT NULL DEFAULT now(),
     -- The product's threshold, kept here so the one write per pair can compute the status from the row it
     -- locked; a threshold change rewrites it (reevaluate_statuses).
     low_stock_threshold integer    NOT NULL,
@@ -56,7 +60,7 @@ CREATE TABLE stock_balance (
     -- recomputing it from the old quantity).
     previous_status   stock_status NOT NULL DEFAULT 'out_of_stock',
     quantity          bigint       NOT NULL DEFAULT 0,
-    updated_at        timestamptz  NOT NULL DEFAULT now(),
+    updated_at        timestamptz  NOT NULL DEFAULT now(),  -- the row's last write: an operation or a threshold change
     PRIMARY KEY (product_id, warehouse_id)
 ) WITH (fillfactor = 50);
 -- Balances are rewritten all the time, as HOT updates (no indexed column changes). Once a page is at its fill
@@ -66,7 +70,9 @@ CREATE INDEX stock_balance_warehouse ON stock_balance (warehouse_id, product_id)
 
 -- The original system's status table, kept as a view of the same rows.
 CREATE VIEW products_status AS
-    SELECT product_id, warehouse_id, status, status_changed_at AS changed_at FROM stock_balance;
+    SELECT product_id, warehouse_id, status,
+           CASE WHEN status <> previous_status THEN updated_at ELSE prior_change_at END AS changed_at
+      FROM stock_balance;
 
 -- One row per status change, written in the operation's transaction; the bridge publishes and deletes them.
 -- Per pair, id order is commit order: the trigger takes the id only after locking the pair's balance row.
@@ -245,23 +251,23 @@ BEGIN
            SET quantity = b.quantity + one_quantity,
                previous_status = b.status,
                status = stock_status_for(b.quantity + one_quantity, b.low_stock_threshold),
-               status_changed_at = CASE WHEN stock_status_for(b.quantity + one_quantity, b.low_stock_threshold)
-                                             <> b.status THEN now() ELSE b.status_changed_at END,
+               prior_change_at = CASE WHEN b.status <> b.previous_status THEN b.updated_at
+                                      ELSE b.prior_change_at END,
                updated_at = now()
          WHERE b.product_id = one_product AND b.warehouse_id = one_warehouse
         RETURNING b.quantity, b.status, b.previous_status
         INTO balance_after, status_after, status_before;
-        IF FOUND THEN
-            IF balance_after < 0 THEN
-                PERFORM raise_insufficient_stock(one_product, one_warehouse, balance_after - one_quantity,
-                                                 -one_quantity, one_type, 1);
-            END IF;
+        -- No row (balance_after NULL): a new pair, or an unknown product or warehouse; the general path decides.
+        IF balance_after >= 0 THEN
             IF status_before <> status_after THEN
                 INSERT INTO status_change_outbox
                     (product_id, warehouse_id, old_status, new_status, quantity, operation_id, occurred_at)
                 VALUES (one_product, one_warehouse, status_before, status_after, balance_after, one_id, one_at);
             END IF;
             RETURN NULL;
+        ELSIF balance_after < 0 THEN
+            PERFORM raise_insufficient_stock(one_product, one_warehouse, balance_after - one_quantity,
+                                             -one_quantity, one_type, 1);
         END IF;
     END IF;
 
@@ -300,8 +306,8 @@ BEGIN
            SET quantity = b.quantity + excluded.quantity,
                previous_status = b.status,
                status = stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold),
-               status_changed_at = CASE WHEN stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold)
-                                             <> b.status THEN now() ELSE b.status_changed_at END,
+               prior_change_at = CASE WHEN b.status <> b.previous_status THEN b.updated_at
+                                      ELSE b.prior_change_at END,
                updated_at = now()
         RETURNING b.product_id, b.warehouse_id, b.quantity, b.low_stock_threshold
     ),
@@ -406,7 +412,9 @@ BEGIN
            SET low_stock_threshold = t.low_stock_threshold,
                previous_status = b.status,
                status = t.new_status,
-               status_changed_at = CASE WHEN t.new_status <> t.old_status THEN now() ELSE b.status_changed_at END
+               prior_change_at = CASE WHEN b.status <> b.previous_status THEN b.updated_at
+                                      ELSE b.prior_change_at END,
+               updated_at = now()
           FROM target t
          WHERE b.product_id = t.product_id AND b.warehouse_id = t.warehouse_id
     )

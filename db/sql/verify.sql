@@ -30,3 +30,22 @@ SELECT product_id, warehouse_id, expected_quantity, stored_quantity, expected_st
 SELECT (SELECT count(*) FROM warehouse_operations) AS operations,
        (SELECT count(*) FROM stock_balance) AS pairs,
        status_change_count() AS status_changes;
+
+-- name: broken_transfers
+-- Every transfer whose legs are not one transfer_out and one transfer_in of the same product between two
+-- warehouses, netting to zero (transfer_stock writes them so; a hand-written leg may not).
+SELECT transfer_id,
+       count(*) AS legs,
+       count(*) FILTER (WHERE operation_type = 'transfer_out') AS outbound,
+       count(DISTINCT product_id) AS products,
+       count(DISTINCT warehouse_id) AS warehouses,
+       sum(quantity) AS net
+  FROM warehouse_operations
+ WHERE transfer_id IS NOT NULL
+ GROUP BY transfer_id
+HAVING count(*) <> 2
+    OR count(*) FILTER (WHERE operation_type = 'transfer_out') <> 1
+    OR count(DISTINCT product_id) <> 1
+    OR count(DISTINCT warehouse_id) <> 2
+    OR sum(quantity) <> 0
+ ORDER BY min(id);

@@ -46,7 +46,30 @@ async def test_verify_reports_a_balance_that_disagrees_with_the_ledger(database_
 
     assert code == 1
     assert "product 1 at warehouse 1: stored 11 available, operations give 12 available" in out
-    assert "1 difference(s)" in out
+    assert "1 difference(s), 0 broken transfer(s)" in out
+
+
+async def test_verify_reports_a_transfer_whose_legs_do_not_match(database_url: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute("INSERT INTO products (id, name) VALUES (1, 'p'); INSERT INTO warehouses (id, name) "
+                           "VALUES (1, 'a'), (2, 'b'); INSERT INTO warehouse_operations (product_id, warehouse_id, "
+                           "quantity) VALUES (1, 1, 20)")  # fmt: skip
+        await conn.fetchval("SELECT transfer_stock(1, 1, 2, 5)")  # a whole transfer: fine
+        # An inbound leg written by hand, without its outbound one: stock from nowhere, yet every balance
+        # matches the ledger.
+        broken = await conn.fetchval(
+            "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id) "
+            "VALUES (1, 2, 3, 'transfer_in', gen_random_uuid()) RETURNING transfer_id"
+        )
+    finally:
+        await conn.close()
+
+    code, out, _ = await run_db_cli(database_url, "verify")
+
+    assert code == 1
+    assert f"BROKEN TRANSFER transfer {broken}: 1 leg(s), 0 outbound, 1 product(s), 1 warehouse(s), net +3" in out
+    assert "0 difference(s), 1 broken transfer(s)" in out
 
 
 @pytest.mark.parametrize("args", [["--operations", "0"], ["--workers", "-1"], ["--batch", "many"]])

@@ -312,6 +312,36 @@ async def test_a_threshold_change_reevaluates_statuses_and_emits_their_changes(
     assert await differences(db) == []
 
 
+async def test_changed_at_is_the_time_of_the_last_status_change(db: asyncpg.Connection) -> None:
+    await make_reference(db)
+
+    async def write(statement: str, *args: object) -> object:
+        """Runs the statement in its own transaction; returns that transaction's time (what now() gives it)."""
+        async with db.transaction():
+            await db.execute(statement, *args)
+            return await db.fetchval("SELECT now()")
+
+    async def changed_at() -> object:
+        return await db.fetchval("SELECT changed_at FROM products_status WHERE product_id = 1 AND warehouse_id = 1")
+
+    one_row = "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, $1)"
+    first = await write(one_row, 5)  # a new pair (the general path): out_of_stock -> running_low
+    assert await changed_at() == first
+    await write(one_row, 1)  # a stocked pair (the one-row path), still running_low
+    assert await changed_at() == first
+    crossing = await write(one_row, 10)  # running_low -> available
+    assert await changed_at() == crossing
+    await write(one_row, -1)
+    await write("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 2), (1, 1, -1)")
+    assert await changed_at() == crossing  # neither the one-row write nor the batch changed the status
+    lowered = await write("UPDATE products SET low_stock_threshold = 40 WHERE id = 1")  # 16 -> running_low
+    assert await changed_at() == lowered
+    await write("UPDATE products SET low_stock_threshold = 30 WHERE id = 1")  # still running_low
+    await write(one_row, 1)
+    assert await changed_at() == lowered
+    assert await balance(db, 1, 1) == (17, "running_low")
+
+
 async def test_one_row_inserts_stay_index_lookups_after_a_batch_on_the_same_connection(
     database_url: str, db: asyncpg.Connection
 ) -> None:
