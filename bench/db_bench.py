@@ -50,6 +50,14 @@ async def prepare_tables(conn: asyncpg.Connection) -> None:
     await conn.execute("VACUUM ANALYZE")
 
 
+async def checkpoint(conn: asyncpg.Connection) -> None:
+    """A checkpoint before timing evens out the I/O between runs; a role without pg_checkpoint skips it."""
+    try:
+        await conn.execute("CHECKPOINT")
+    except asyncpg.InsufficientPrivilegeError:
+        pass
+
+
 class BenchDatabase:
     """A fresh database per run: migrated, reference data, both tables warmed with every key."""
 
@@ -64,10 +72,7 @@ class BenchDatabase:
         conn = await asyncpg.connect(self.url)
         try:
             await prepare_tables(conn)
-            try:  # a checkpoint between runs evens out the I/O; a role without pg_checkpoint skips it
-                await conn.execute("CHECKPOINT")
-            except asyncpg.InsufficientPrivilegeError:
-                pass
+            await checkpoint(conn)
         finally:
             await conn.close()
         return self
@@ -210,6 +215,7 @@ async def add_calm_keys(conn: asyncpg.Connection) -> None:
     for table in (PLAIN, TRIGGERED):
         await copy_batch(conn, table, stock)
     await conn.execute("VACUUM ANALYZE")
+    await checkpoint(conn)
 
 
 def quartiles(values: list[float]) -> tuple[float, float]:
@@ -345,6 +351,9 @@ async def main() -> int:
     p.add_argument("--load-operations", type=int, default=500_000)
     p.add_argument("--only", choices=["copy4", "copy1", "single", "load"], action="append")
     args = p.parse_args()
+    for name in ("repeat", "operations", "single_seconds", "single_rounds", "load_operations"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
     admin_url = normalize_database_url(os.environ.get("DATABASE_URL", LOCAL_DATABASE_URL))
     only = set(args.only or ["copy4", "copy1", "single", "load"])
 

@@ -47,10 +47,12 @@ CREATE TABLE stock_balance (
     -- record then carries only the changed tail of the row (PostgreSQL omits the unchanged prefix).
     product_id        bigint       NOT NULL REFERENCES products (id),
     warehouse_id      bigint       NOT NULL REFERENCES warehouses (id),
-    -- When the status last changed before the row's last write. The time of the last change, as products_status
-    -- shows it, is updated_at when that write changed the status, else this. So a write carries it forward
-    -- from the old row's columns alone, without evaluating the status rule a second time (≈ 5k instructions
-    -- of a one-row insert's ≈ 380k).
+    -- When the status last changed before the row's last write (or, until a write changes it, when the row was
+    -- made). The time of the last change, as products_status shows it, is updated_at when that write changed
+    -- the status, else this. So a write carries it forward from the old row's columns alone, without
+    -- evaluating the status rule a second time (≈ 5k instructions of a one-row insert's ≈ 370k). A write is a
+    -- statement: a batch that takes a pair's status away and back again changes it by this measure not at all
+    -- (its outbox still holds both changes).
     prior_change_at   timestamptz  NOT NULL DEFAULT now(),
     -- The product's threshold, kept here so the one write per pair can compute the status from the row it
     -- locked; a threshold change rewrites it (reevaluate_statuses).
@@ -234,7 +236,7 @@ BEGIN
     -- when the status changed. Against threshold changes its ROW EXCLUSIVE lock suffices: the threshold it
     -- uses is the one in the row version it locks and writes. A batch, a new pair, or an unknown product or
     -- warehouse takes the general path below.
-    -- (Counted with callgrind, of ≈ 400k instructions per one-row insert: an UPDATE joined to the transition
+    -- (Counted with callgrind, of ≈ 400k instructions per one-row insert at the time: an UPDATE joined to the transition
     -- table instead of by variables costs ≈ 44k more, counting the rows ≈ 22k; docs/db-performance.md.)
     BEGIN
         SELECT o.id, o.product_id, o.warehouse_id, o.quantity, o.operation_type, o.created_at

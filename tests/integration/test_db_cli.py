@@ -58,9 +58,15 @@ async def test_verify_reports_a_transfer_whose_legs_do_not_match(database_url: s
         await conn.fetchval("SELECT transfer_stock(1, 1, 2, 5)")  # a whole transfer: fine
         # An inbound leg written by hand, without its outbound one: stock from nowhere, yet every balance
         # matches the ledger.
-        broken = await conn.fetchval(
+        lone = await conn.fetchval(
             "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id) "
             "VALUES (1, 2, 3, 'transfer_in', gen_random_uuid()) RETURNING transfer_id"
+        )
+        # Two legs that do not net to zero: 4 out, 6 in.
+        uneven = await conn.fetchval(
+            "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id) "
+            "SELECT 1, w, q, t::operation_type, u FROM gen_random_uuid() AS u, "
+            "(VALUES (1, -4, 'transfer_out'), (2, 6, 'transfer_in')) AS legs (w, q, t) RETURNING transfer_id"
         )
     finally:
         await conn.close()
@@ -68,8 +74,9 @@ async def test_verify_reports_a_transfer_whose_legs_do_not_match(database_url: s
     code, out, _ = await run_db_cli(database_url, "verify")
 
     assert code == 1
-    assert f"BROKEN TRANSFER transfer {broken}: 1 leg(s), 0 outbound, 1 product(s), 1 warehouse(s), net +3" in out
-    assert "0 difference(s), 1 broken transfer(s)" in out
+    assert f"BROKEN TRANSFER transfer {lone}: 1 leg(s), 0 outbound, 1 product(s), 1 warehouse(s), net +3" in out
+    assert f"BROKEN TRANSFER transfer {uneven}: 2 leg(s), 1 outbound, 1 product(s), 2 warehouse(s), net +2" in out
+    assert "0 difference(s), 2 broken transfer(s)" in out
 
 
 @pytest.mark.parametrize("args", [["--operations", "0"], ["--workers", "-1"], ["--batch", "many"]])

@@ -321,8 +321,10 @@ async def test_changed_at_is_the_time_of_the_last_status_change(db: asyncpg.Conn
             await db.execute(statement, *args)
             return await db.fetchval("SELECT now()")
 
-    async def changed_at() -> object:
-        return await db.fetchval("SELECT changed_at FROM products_status WHERE product_id = 1 AND warehouse_id = 1")
+    async def changed_at(warehouse: int = 1) -> object:
+        return await db.fetchval(
+            "SELECT changed_at FROM products_status WHERE product_id = 1 AND warehouse_id = $1", warehouse
+        )
 
     one_row = "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, $1)"
     first = await write(one_row, 5)  # a new pair (the general path): out_of_stock -> running_low
@@ -331,15 +333,28 @@ async def test_changed_at_is_the_time_of_the_last_status_change(db: asyncpg.Conn
     assert await changed_at() == first
     crossing = await write(one_row, 10)  # running_low -> available
     assert await changed_at() == crossing
-    await write(one_row, -1)
     await write("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 2), (1, 1, -1)")
-    assert await changed_at() == crossing  # neither the one-row write nor the batch changed the status
+    assert await changed_at() == crossing  # a batch (the general path) that did not change the status
+    await write(one_row, -1)
+    assert await changed_at() == crossing
     lowered = await write("UPDATE products SET low_stock_threshold = 40 WHERE id = 1")  # 16 -> running_low
     assert await changed_at() == lowered
     await write("UPDATE products SET low_stock_threshold = 30 WHERE id = 1")  # still running_low
     await write(one_row, 1)
     assert await changed_at() == lowered
     assert await balance(db, 1, 1) == (17, "running_low")
+
+    # A pair first seen by an inventory count (an empty row), then stocked.
+    await write("SELECT adjust_stock(1, 2, 0)")
+    stocked = await write("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 2, 5)")
+    assert await changed_at(2) == stocked
+    # Out and back within one transaction: the status changed (twice) at that transaction's time.
+    async with db.transaction():
+        both = await db.fetchval("SELECT now()")
+        await db.execute("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 2, 50)")
+        await db.execute("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 2, -50)")
+    assert await changed_at(2) == both
+    assert await balance(db, 1, 2) == (5, "running_low")
 
 
 async def test_one_row_inserts_stay_index_lookups_after_a_batch_on_the_same_connection(
