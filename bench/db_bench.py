@@ -40,13 +40,16 @@ async def prepare_tables(conn: asyncpg.Connection) -> None:
     await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
     await conn.execute(f"CREATE TABLE {PLAIN} (LIKE {TRIGGERED} INCLUDING ALL)")
     # Every key starts with some stock, so runs measure steady state rather than first inserts.
-    warm = "".join(
-        f"{p}\t{w}\t{random.Random(p * 100 + w).randint(1, 25)}\treceipt\n"
-        for p in range(1, PRODUCTS + 1)
-        for w in range(1, WAREHOUSES + 1)
+    await stock_keys(conn, range(1, PRODUCTS + 1), lambda p, w: random.Random(p * 100 + w).randint(1, 25))
+
+
+async def stock_keys(conn: asyncpg.Connection, products: range, quantity: Callable[[int, int], int]) -> None:
+    """One receipt per key of the given products (every warehouse) into both tables, then fresh statistics."""
+    receipts = "".join(
+        f"{p}\t{w}\t{quantity(p, w)}\treceipt\n" for p in products for w in range(1, WAREHOUSES + 1)
     ).encode()
     for table in (PLAIN, TRIGGERED):
-        await copy_batch(conn, table, warm)
+        await copy_batch(conn, table, receipts)
     await conn.execute("VACUUM ANALYZE")
 
 
@@ -207,14 +210,7 @@ CALM_FIRST_PRODUCT, CALM_STOCK = PRODUCTS + 1, 100_000
 
 async def add_calm_keys(conn: asyncpg.Connection) -> None:
     await ensure_reference_data(conn, 2 * PRODUCTS, WAREHOUSES)
-    stock = "".join(
-        f"{p}\t{w}\t{CALM_STOCK}\treceipt\n"
-        for p in range(CALM_FIRST_PRODUCT, CALM_FIRST_PRODUCT + PRODUCTS)
-        for w in range(1, WAREHOUSES + 1)
-    ).encode()
-    for table in (PLAIN, TRIGGERED):
-        await copy_batch(conn, table, stock)
-    await conn.execute("VACUUM ANALYZE")
+    await stock_keys(conn, range(CALM_FIRST_PRODUCT, CALM_FIRST_PRODUCT + PRODUCTS), lambda p, w: CALM_STOCK)
     await checkpoint(conn)
 
 

@@ -70,10 +70,18 @@ CREATE TABLE stock_balance (
 -- pages cost ≈ 2 % fewer instructions per one-row insert than 80 % (callgrind), for twice the space.
 CREATE INDEX stock_balance_warehouse ON stock_balance (warehouse_id, product_id);
 
+-- When a balance row's status last changed (see prior_change_at). Inlined by the planner. A write stores it, as
+-- of before the write, in prior_change_at.
+CREATE FUNCTION status_change_time(status stock_status, previous_status stock_status, updated_at timestamptz,
+                                   prior_change_at timestamptz) RETURNS timestamptz
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT CASE WHEN status <> previous_status THEN updated_at ELSE prior_change_at END
+$$;
+
 -- The original system's status table, kept as a view of the same rows.
 CREATE VIEW products_status AS
     SELECT product_id, warehouse_id, status,
-           CASE WHEN status <> previous_status THEN updated_at ELSE prior_change_at END AS changed_at
+           status_change_time(status, previous_status, updated_at, prior_change_at) AS changed_at
       FROM stock_balance;
 
 -- One row per status change, written in the operation's transaction; the bridge publishes and deletes them.
@@ -236,8 +244,8 @@ BEGIN
     -- when the status changed. Against threshold changes its ROW EXCLUSIVE lock suffices: the threshold it
     -- uses is the one in the row version it locks and writes. A batch, a new pair, or an unknown product or
     -- warehouse takes the general path below.
-    -- (Counted with callgrind, of ≈ 400k instructions per one-row insert at the time: an UPDATE joined to the transition
-    -- table instead of by variables costs ≈ 44k more, counting the rows ≈ 22k; docs/db-performance.md.)
+    -- (Counted with callgrind, of ≈ 400k instructions per one-row insert at the time: an UPDATE joined to the
+    -- transition table instead of by variables costs ≈ 44k more, counting the rows ≈ 22k; docs/db-performance.md.)
     BEGIN
         SELECT o.id, o.product_id, o.warehouse_id, o.quantity, o.operation_type, o.created_at
           INTO STRICT one_id, one_product, one_warehouse, one_quantity, one_type, one_at
@@ -253,8 +261,7 @@ BEGIN
            SET quantity = b.quantity + one_quantity,
                previous_status = b.status,
                status = stock_status_for(b.quantity + one_quantity, b.low_stock_threshold),
-               prior_change_at = CASE WHEN b.status <> b.previous_status THEN b.updated_at
-                                      ELSE b.prior_change_at END,
+               prior_change_at = status_change_time(b.status, b.previous_status, b.updated_at, b.prior_change_at),
                updated_at = now()
          WHERE b.product_id = one_product AND b.warehouse_id = one_warehouse
         RETURNING b.quantity, b.status, b.previous_status
@@ -308,8 +315,7 @@ BEGIN
            SET quantity = b.quantity + excluded.quantity,
                previous_status = b.status,
                status = stock_status_for(b.quantity + excluded.quantity, b.low_stock_threshold),
-               prior_change_at = CASE WHEN b.status <> b.previous_status THEN b.updated_at
-                                      ELSE b.prior_change_at END,
+               prior_change_at = status_change_time(b.status, b.previous_status, b.updated_at, b.prior_change_at),
                updated_at = now()
         RETURNING b.product_id, b.warehouse_id, b.quantity, b.low_stock_threshold
     ),
@@ -414,8 +420,7 @@ BEGIN
            SET low_stock_threshold = t.low_stock_threshold,
                previous_status = b.status,
                status = t.new_status,
-               prior_change_at = CASE WHEN b.status <> b.previous_status THEN b.updated_at
-                                      ELSE b.prior_change_at END,
+               prior_change_at = status_change_time(b.status, b.previous_status, b.updated_at, b.prior_change_at),
                updated_at = now()
           FROM target t
          WHERE b.product_id = t.product_id AND b.warehouse_id = t.warehouse_id
