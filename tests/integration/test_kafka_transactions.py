@@ -3,34 +3,15 @@
 import uuid
 
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
+
+from tests.topic import read_topic
 
 pytestmark = pytest.mark.integration
 
 
 async def read_all(bootstrap: str, topic: str, isolation_level: str) -> list[bytes]:
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        isolation_level=isolation_level,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    try:
-        # Read until the end offsets seen now; read_committed stops at the last stable offset.
-        partitions = consumer.assignment() or set()
-        while not partitions:
-            await consumer.getmany(timeout_ms=100)
-            partitions = consumer.assignment()
-        end = await consumer.end_offsets(list(partitions))
-        values: list[bytes] = []
-        while [tp for tp, offset in end.items() if await consumer.position(tp) < offset]:
-            batches = await consumer.getmany(timeout_ms=1000)
-            values += [m.value for messages in batches.values() for m in messages]
-        return values
-    finally:
-        await consumer.stop()
+    return [record.value for record in await read_topic(bootstrap, topic, isolation_level)]
 
 
 async def test_committed_transaction_is_read_and_aborted_one_is_not(kafka_bootstrap: str, topic: str) -> None:

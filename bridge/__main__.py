@@ -1,0 +1,69 @@
+"""`python -m bridge`: run the bridge until SIGTERM/SIGINT. `python -m bridge schema`: rewrite the event's JSON
+Schema file (bridge/schema/)."""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from pydantic import ValidationError
+
+from bridge.config import BridgeSettings
+from bridge.errors import BridgeError
+from bridge.events import SCHEMA_FILE, json_schema_text
+from bridge.relay import Relay
+
+SHUTDOWN_GRACE_S = 8.0  # SIGTERM → exit within 10 s: an in-flight transaction gets this long to finish
+
+log = logging.getLogger("bridge")
+
+
+async def run(settings: BridgeSettings) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    relay = Relay(settings, stop)
+    task = asyncio.create_task(relay.run(), name="relay")
+    stopping = asyncio.create_task(stop.wait(), name="stop")
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    if not task.done():
+        log.info("stopping: finishing the batch in flight (at most %g s)", SHUTDOWN_GRACE_S)
+        try:
+            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
+        except TimeoutError:
+            task.cancel()  # the open Kafka transaction is aborted by the next leader; its rows stay in the outbox
+            await asyncio.gather(task, return_exceptions=True)
+    stopping.cancel()
+    try:
+        task.result()
+    except asyncio.CancelledError:
+        pass
+    except BridgeError as e:
+        log.error("%s", e)
+        return 1
+    log.info("stopped after publishing %d events", relay.published)
+    return 0
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(prog="python -m bridge", description="Outbox → Kafka, exactly once.")
+    p.add_argument("command", nargs="?", choices=["run", "schema"], default="run")
+    args = p.parse_args()
+    if args.command == "schema":
+        SCHEMA_FILE.parent.mkdir(exist_ok=True)
+        SCHEMA_FILE.write_text(json_schema_text(), encoding="utf-8")
+        print(f"wrote {SCHEMA_FILE}")
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = BridgeSettings()
+    except ValidationError as e:
+        print(f"bridge: invalid settings:\n{e}", file=sys.stderr)
+        return 2
+    return asyncio.run(run(settings))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""Outbox → Kafka, exactly once for read_committed consumers (the contract is in ../shared/DESIGN.md).
+
+One bridge leads: the one whose control connection holds the leadership advisory lock; the others wait as
+standbys and retry every second. The leader:
+  1. starts its transactional producer, which fences any older producer with the same transactional id, so
+     a stale leader can no longer commit;
+  2. recovers: reads the last committed record of the state topic and deletes the outbox rows it names (they
+     were published just before a crash, and not yet deleted);
+  3. loops: read the oldest outbox rows; in one Kafka transaction send their events and a state record
+     naming their ids; commit; delete the rows. A crash before the commit aborts the transaction (the next
+     leader's producer start aborts it) and the rows are sent again; a crash after it leaves rows that step 2
+     deletes. Either way each event is on the topic once, in outbox id order, which per pair is commit order.
+When the outbox is empty the leader listens (the wake-up protocol of notify_status_change in the migrations),
+with BRIDGE_POLL_INTERVAL as the fallback. Any failure of PostgreSQL or Kafka tears the leader down; it starts
+over from the top after a capped backoff, logging once per change of state.
+"""
+
+import asyncio
+import json
+import logging
+import os
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError, ProducerFenced
+
+from bridge.config import BridgeSettings
+from bridge.errors import BridgeError
+from bridge.events import StatusChanged
+from bridge.topics import ensure_topics
+from db.queries import queries
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
+STANDBY_RETRY_S = 1.0
+BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
+
+
+class KafkaStalled(BridgeError):
+    """A Kafka transaction did not complete within BRIDGE_TRANSACTION_TIMEOUT."""
+
+
+class StateLog:
+    """Logs the bridge's state only when it changes, so an outage is one line, not one per retry."""
+
+    def __init__(self) -> None:
+        self.state = ""
+
+    def __call__(self, state: str, level: int = logging.INFO) -> None:
+        if state != self.state:
+            self.state = state
+            log.log(level, "%s", state)
+
+
+class Relay:
+    def __init__(self, settings: BridgeSettings, stop: asyncio.Event) -> None:
+        self.settings = settings
+        self.stop = stop
+        self.sql = queries("bridge")
+        self.state = StateLog()
+        self.published = 0
+
+    async def run(self) -> None:
+        """Lead or stand by until `stop` is set; start over after any retriable failure."""
+        backoff = BACKOFF_FIRST_S
+        while not self.stop.is_set():
+            try:
+                await self._lead()
+                return
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                self.state(f"PostgreSQL unavailable, retrying: {type(e).__name__}: {e}", logging.WARNING)
+            except ProducerFenced:
+                self.state("fenced: a newer bridge with the same transactional id took over", logging.WARNING)
+            except KafkaError as e:
+                self.state(f"Kafka unavailable, retrying: {type(e).__name__}: {e}", logging.WARNING)
+            except BridgeError as e:
+                if not e.retriable:
+                    raise
+                self.state(f"starting over: {e}", logging.WARNING)
+            await self._sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self.stop.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _lead(self) -> None:
+        s = self.settings
+        control = await asyncpg.connect(s.database_url)
+        try:
+            while not await control.fetchval(self.sql["take_leadership"], s.bridge_transactional_id):
+                self.state(f"standby: another bridge leads {s.bridge_transactional_id}")
+                await self._sleep(STANDBY_RETRY_S)
+                if self.stop.is_set():
+                    return
+            await self._ensure_topics()
+            work = await asyncpg.connect(s.database_url)
+            producer = AIOKafkaProducer(
+                bootstrap_servers=s.kafka_bootstrap_servers,
+                transactional_id=s.bridge_transactional_id,
+                enable_idempotence=True,
+                client_id=f"warehouse-bridge-{socket.gethostname()}-{os.getpid()}",
+            )
+            try:
+                await producer.start()  # fences every older producer of this transactional id
+                await self._recover(work)
+                self.state(f"leader: publishing to {s.kafka_topic}")
+                await self._publish_until_stopped(control, work, producer)
+            finally:
+                await producer.stop()
+                await work.close()
+        finally:
+            await control.close()
+
+    async def _ensure_topics(self) -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            await ensure_topics(admin, self.settings)
+        finally:
+            await admin.close()
+
+    async def _recover(self, work: asyncpg.Connection) -> None:
+        ids = await last_committed_batch(self.settings)
+        if ids:
+            deleted = await work.execute(self.sql["delete_published"], ids)
+            log.info("recovered: the last committed batch held %d outbox rows; %s", len(ids), deleted)
+
+    async def _publish_until_stopped(
+        self, control: asyncpg.Connection, work: asyncpg.Connection, producer: AIOKafkaProducer
+    ) -> None:
+        s = self.settings
+        wake = asyncio.Event()
+
+        def on_notify(*_: Any) -> None:
+            wake.set()
+
+        await control.add_listener(CHANNEL, on_notify)
+        while not self.stop.is_set():
+            rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
+            if rows:
+                await self._publish(work, producer, rows)
+                continue
+            # Empty: listen. Taking "listening" waits for writers that skipped their wake-up; then look again.
+            try:
+                await control.execute(self.sql["start_listening"], timeout=s.bridge_poll_interval)
+            except TimeoutError:
+                continue  # a writer holds it for long; look at the outbox again
+            try:
+                wake.clear()
+                rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
+                if not rows:
+                    stop_wait = asyncio.ensure_future(self.stop.wait())
+                    wake_wait = asyncio.ensure_future(wake.wait())
+                    await asyncio.wait(
+                        [stop_wait, wake_wait], timeout=s.bridge_poll_interval, return_when=asyncio.FIRST_COMPLETED
+                    )
+                    stop_wait.cancel()
+                    wake_wait.cancel()
+            finally:
+                await control.execute(self.sql["stop_listening"])
+            if rows:
+                await self._publish(work, producer, rows)
+
+    async def _publish(
+        self, work: asyncpg.Connection, producer: AIOKafkaProducer, rows: Sequence[asyncpg.Record]
+    ) -> None:
+        s = self.settings
+        events = [StatusChanged.model_validate({k: v for k, v in row.items() if k != "id"}) for row in rows]
+        ids = [row["id"] for row in rows]
+
+        async def transaction() -> None:
+            await producer.begin_transaction()
+            for event in events:
+                await producer.send(
+                    s.kafka_topic, event.value(), key=event.key, headers=event.headers(s.bridge_event_source)
+                )
+            await producer.send(s.bridge_state_topic, state_record(ids), key=s.bridge_transactional_id.encode())
+            await producer.commit_transaction()
+
+        try:
+            await asyncio.wait_for(transaction(), s.bridge_transaction_timeout)
+        except TimeoutError as e:
+            raise KafkaStalled(
+                f"a Kafka transaction of {len(events)} events took over {s.bridge_transaction_timeout:g} s"
+            ) from e
+        await work.execute(self.sql["delete_published"], ids)
+        self.published += len(events)
+
+
+def state_record(ids: Sequence[int]) -> bytes:
+    return json.dumps({"outbox_ids": list(ids)}, separators=(",", ":")).encode()
+
+
+async def last_committed_batch(settings: BridgeSettings) -> list[int]:
+    """The outbox ids of this deployment's last committed batch, from the state topic (read_committed)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        isolation_level="read_committed",
+        enable_auto_commit=False,
+    )
+    await consumer.start()
+    try:
+        tp = TopicPartition(settings.bridge_state_topic, 0)
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        key = settings.bridge_transactional_id.encode()
+        back = 16  # each batch adds a record and a commit marker; read further back until ours is found
+        while True:
+            start = max(0, end - back)
+            consumer.seek(tp, start)
+            last = None
+            deadline = asyncio.get_running_loop().time() + settings.bridge_transaction_timeout
+            while await consumer.position(tp) < end:
+                if asyncio.get_running_loop().time() > deadline:
+                    raise KafkaStalled(f"reading {settings.bridge_state_topic} did not reach its end")
+                for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
+                    if message.key == key and message.value is not None:
+                        last = message
+            if last is not None:
+                ids: list[int] = json.loads(last.value)["outbox_ids"]
+                return ids
+            if start == 0:
+                return []
+            back *= 8
+    finally:
+        await consumer.stop()

@@ -1,0 +1,29 @@
+-- Queries of the bridge (bridge/relay.py). The outbox is read in id order and deleted once published; never
+-- read with "id > last seen": ids are not committed in order, a late commit with a smaller id would be skipped.
+
+-- name: take_leadership
+-- Session-level: held for as long as the leader's control connection lives.
+SELECT pg_try_advisory_lock(hashtextextended($1, 0));
+
+-- name: next_batch
+SELECT id, event_id, product_id, warehouse_id, old_status::text, new_status::text, quantity, operation_id,
+       occurred_at
+  FROM status_change_outbox
+ ORDER BY id
+ LIMIT $1;
+
+-- name: delete_published
+-- The deletion counts the rows into status_change_counter (trigger count_removed_changes).
+DELETE FROM status_change_outbox WHERE id = ANY($1::bigint[]);
+
+-- name: start_listening
+-- "Listening" (see notify_status_change in the migrations): taken exclusively, it waits for the writers that
+-- skipped their wake-up because no bridge was listening; from then on every writer of a change notifies.
+SELECT pg_advisory_lock(7735218433629061301);
+
+-- name: stop_listening
+SELECT pg_advisory_unlock(7735218433629061301);
+
+-- name: backlog
+SELECT count(*) AS events, extract(epoch FROM now() - min(occurred_at)) AS oldest_age_s
+  FROM status_change_outbox;
