@@ -1,0 +1,93 @@
+"""The event contract and the bridge's settings, as producer and consumers rely on them."""
+
+import json
+import uuid
+from datetime import UTC, datetime
+
+import pytest
+from pydantic import ValidationError
+
+from bridge.config import BridgeSettings
+from bridge.events import EVENT_TYPE, SCHEMA_FILE, StatusChanged, json_schema_text
+
+
+def change(**overrides: object) -> StatusChanged:
+    fields: dict[str, object] = {
+        "event_id": uuid.UUID("0b5e4b47-9d2c-4d55-9a36-5d4f1c7a0c11"),
+        "occurred_at": datetime(2026, 11, 27, 6, 0, tzinfo=UTC),
+        "product_id": 3,
+        "warehouse_id": 5,
+        "old_status": "running_low",
+        "new_status": "available",
+        "quantity": 42,
+        "operation_id": 7,
+    }
+    return StatusChanged.model_validate(fields | overrides)
+
+
+def test_the_committed_json_schema_is_the_models() -> None:
+    assert SCHEMA_FILE.read_text(encoding="utf-8") == json_schema_text(), (
+        "bridge/schema is stale: run `python -m bridge schema` and commit the file"
+    )
+
+
+def test_key_value_and_cloudevents_headers() -> None:
+    event = change()
+    assert event.key == b"3:5"
+    assert json.loads(event.value()) == {
+        "event_id": "0b5e4b47-9d2c-4d55-9a36-5d4f1c7a0c11",
+        "schema_version": 1,
+        "occurred_at": "2026-11-27T06:00:00Z",
+        "product_id": 3,
+        "warehouse_id": 5,
+        "old_status": "running_low",
+        "new_status": "available",
+        "quantity": 42,
+        "operation_id": 7,
+    }
+    assert dict(event.headers("/here")) == {
+        "ce_specversion": b"1.0",
+        "ce_id": b"0b5e4b47-9d2c-4d55-9a36-5d4f1c7a0c11",
+        "ce_type": EVENT_TYPE.encode(),
+        "ce_source": b"/here",
+        "ce_time": b"2026-11-27T06:00:00+00:00",
+        "content-type": b"application/json",
+    }
+    assert StatusChanged.model_validate_json(event.value()) == event
+
+
+@pytest.mark.parametrize(
+    "bad", [{"new_status": "sold_out"}, {"quantity": -1}, {"schema_version": 2}, {"colour": "red"}]
+)
+def test_a_malformed_event_is_refused(bad: dict[str, object]) -> None:
+    with pytest.raises(ValidationError):
+        change(**bad)
+
+
+def test_events_are_immutable() -> None:
+    with pytest.raises(ValidationError):
+        change().quantity = 1  # type: ignore[misc]
+
+
+def test_state_topic_and_transactional_id_follow_the_topic_unless_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("BRIDGE_STATE_TOPIC", "BRIDGE_TRANSACTIONAL_ID"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("KAFKA_TOPIC", "eu.status-changes")
+    derived = BridgeSettings()
+    assert derived.bridge_state_topic == "eu.status-changes.bridge-state"
+    assert derived.bridge_transactional_id == "warehouse-bridge.eu.status-changes"
+    monkeypatch.setenv("BRIDGE_STATE_TOPIC", "eu.state")
+    monkeypatch.setenv("BRIDGE_TRANSACTIONAL_ID", "eu-bridge")
+    assert (BridgeSettings().bridge_state_topic, BridgeSettings().bridge_transactional_id) == ("eu.state", "eu-bridge")
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("KAFKA_TOPIC", "has space"), ("BRIDGE_POLL_INTERVAL", "0"), ("BRIDGE_BATCH_SIZE", "0"),
+     ("BRIDGE_STATE_TOPIC", "warehouse.status-changes")],
+)  # fmt: skip
+def test_bad_settings_are_refused(name: str, value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KAFKA_TOPIC", raising=False)
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ValidationError):
+        BridgeSettings()
