@@ -57,6 +57,9 @@ def main() -> int:
         print(f"wrote {SCHEMA_FILE}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # aiokafka logs every retry of a lost connection at ERROR, ten times a second during an outage; the bridge
+    # reports outages itself, once per change of state.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         settings = BridgeSettings()
     except ValidationError as e:

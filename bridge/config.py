@@ -22,7 +22,7 @@ class BridgeSettings(DatabaseSettings):
     """Seconds between looks at the outbox when no notification comes (the fallback to LISTEN)."""
     bridge_batch_size: int = Field(default=1000, ge=1, le=100_000)
     """Outbox rows per Kafka transaction."""
-    bridge_transaction_timeout: float = Field(default=30.0, gt=0, le=900)
+    bridge_transaction_timeout: float = Field(default=30.0, ge=5, le=900)
     """Seconds a Kafka transaction may take before the bridge gives it up and starts over."""
     bridge_event_source: str = Field(default="/warehouse-tracker/bridge", min_length=1)
     """The CloudEvents `ce_source` of every event."""

@@ -20,7 +20,7 @@ import json
 import logging
 import os
 import socket
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from typing import Any
 
 import asyncpg
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
 STANDBY_RETRY_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
+CLOSE_TIMEOUT_S = 3.0
+KAFKA_SLOW_S = 3.0  # a transaction taking longer than this means Kafka is unavailable (logged once)
 
 
 class KafkaStalled(BridgeError):
@@ -51,10 +53,10 @@ class StateLog:
     def __init__(self) -> None:
         self.state = ""
 
-    def __call__(self, state: str, level: int = logging.INFO) -> None:
+    def __call__(self, state: str, detail: str = "", level: int = logging.INFO) -> None:
         if state != self.state:
             self.state = state
-            log.log(level, "%s", state)
+            log.log(level, "%s%s", state, f": {detail}" if detail else "")
 
 
 class Relay:
@@ -73,15 +75,15 @@ class Relay:
                 await self._lead()
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
-                self.state(f"PostgreSQL unavailable, retrying: {type(e).__name__}: {e}", logging.WARNING)
+                self.state("PostgreSQL unavailable, retrying", f"{type(e).__name__}: {e}", logging.WARNING)
             except ProducerFenced:
-                self.state("fenced: a newer bridge with the same transactional id took over", logging.WARNING)
+                self.state("fenced: a newer bridge with the same transactional id took over", level=logging.WARNING)
             except KafkaError as e:
-                self.state(f"Kafka unavailable, retrying: {type(e).__name__}: {e}", logging.WARNING)
+                self.state("Kafka unavailable, retrying", f"{type(e).__name__}: {e}", logging.WARNING)
             except BridgeError as e:
                 if not e.retriable:
                     raise
-                self.state(f"starting over: {e}", logging.WARNING)
+                self.state("starting over", str(e), logging.WARNING)
             await self._sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -96,7 +98,7 @@ class Relay:
         control = await asyncpg.connect(s.database_url)
         try:
             while not await control.fetchval(self.sql["take_leadership"], s.bridge_transactional_id):
-                self.state(f"standby: another bridge leads {s.bridge_transactional_id}")
+                self.state("standby", f"another bridge leads {s.bridge_transactional_id}")
                 await self._sleep(STANDBY_RETRY_S)
                 if self.stop.is_set():
                     return
@@ -111,13 +113,14 @@ class Relay:
             try:
                 await producer.start()  # fences every older producer of this transactional id
                 await self._recover(work)
-                self.state(f"leader: publishing to {s.kafka_topic}")
+                self.state("leader", f"publishing to {s.kafka_topic}")
                 await self._publish_until_stopped(control, work, producer)
             finally:
-                await producer.stop()
-                await work.close()
+                # An open transaction is left to the broker: the next leader's producer start aborts it.
+                await close_quietly(producer.stop(), "the Kafka producer")
+                await close_quietly(work.close(timeout=CLOSE_TIMEOUT_S), "the PostgreSQL connection")
         finally:
-            await control.close()
+            await close_quietly(control.close(timeout=CLOSE_TIMEOUT_S), "the PostgreSQL control connection")
 
     async def _ensure_topics(self) -> None:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers)
@@ -185,14 +188,34 @@ class Relay:
             await producer.send(s.bridge_state_topic, state_record(ids), key=s.bridge_transactional_id.encode())
             await producer.commit_transaction()
 
+        # aiokafka retries by itself while the broker is away; the bridge waits for it, says so once, and gives
+        # the transaction up (starting over) only after BRIDGE_TRANSACTION_TIMEOUT.
+        task = asyncio.ensure_future(transaction())
         try:
-            await asyncio.wait_for(transaction(), s.bridge_transaction_timeout)
+            done, _ = await asyncio.wait([task], timeout=min(KAFKA_SLOW_S, s.bridge_transaction_timeout))
+            if not done:
+                self.state(
+                    "Kafka unavailable, waiting", f"a transaction has waited {KAFKA_SLOW_S:g} s", logging.WARNING
+                )
+                await asyncio.wait_for(asyncio.shield(task), s.bridge_transaction_timeout - KAFKA_SLOW_S)
+                self.state("leader", "Kafka answers again")
+            task.result()
         except TimeoutError as e:
             raise KafkaStalled(
                 f"a Kafka transaction of {len(events)} events took over {s.bridge_transaction_timeout:g} s"
             ) from e
+        finally:
+            task.cancel()
         await work.execute(self.sql["delete_published"], ids)
         self.published += len(events)
+
+
+async def close_quietly(closing: Awaitable[None], what: str) -> None:
+    """Teardown after a failure: closing what failed may fail or hang too, and must not hide the first error."""
+    try:
+        await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
+    except Exception as e:
+        log.debug("closing %s: %s: %s", what, type(e).__name__, e)
 
 
 def state_record(ids: Sequence[int]) -> bytes:

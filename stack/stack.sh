@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The local stack: PostgreSQL 15 (own data dir) and single-node Apache Kafka (KRaft), on loopback.
-#   stack/stack.sh start | stop | status | env
+#   stack/stack.sh start | stop [postgres|kafka] | status | env   (start starts whatever is stopped)
 # Settings (environment): STACK_DIR (default <repo>/.stack), PGPORT (5432), KAFKA_PORT (9092),
 # KAFKA_CONTROLLER_PORT (9093), KAFKA_CACHE_DIR (<repo>/.cache), PG_BINDIR (detected).
 set -euo pipefail
@@ -222,13 +222,17 @@ case $cmd in
     ;;
   stop)
     PG_BINDIR=$(find_pg_bindir)
-    kafka_stop
-    if [[ -n $PG_BINDIR ]]; then pg_stop; fi
+    case ${2:-both} in
+      kafka) kafka_stop ;;
+      postgres) if [[ -n $PG_BINDIR ]]; then pg_stop; fi ;;
+      both) kafka_stop; if [[ -n $PG_BINDIR ]]; then pg_stop; fi ;;
+      *) die "usage: stack/stack.sh stop [postgres|kafka]" ;;
+    esac
     ;;
   status)
     PG_BINDIR=$(find_pg_bindir)
     status
     ;;
   env) print_env ;;
-  *) die "usage: stack/stack.sh start|stop|status|env" ;;
+  *) die "usage: stack/stack.sh start|stop [postgres|kafka]|status|env" ;;
 esac

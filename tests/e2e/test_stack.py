@@ -1,11 +1,7 @@
 """`make stack` / `make down` as a user runs them, on a second stack of its own (other ports, other folder),
 so the stack the other tests use is left alone."""
 
-import os
 import shutil
-import socket
-import subprocess
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,49 +11,15 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from tests.integration.test_kafka_transactions import read_all
+from tests.private_stack import Stack, private_stack
 
 pytestmark = pytest.mark.e2e
-REPO = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-class Stack:
-    def __init__(self, folder: Path) -> None:
-        self.pgport, self.kafka_port = free_port(), free_port()
-        self.env = {
-            **os.environ,
-            "STACK_DIR": str(folder),
-            "PGPORT": str(self.pgport),
-            "KAFKA_PORT": str(self.kafka_port),
-            "KAFKA_CONTROLLER_PORT": str(free_port()),
-            "KAFKA_HEAP": "256m",
-        }
-        self.database_url = f"postgresql://warehouse:warehouse@127.0.0.1:{self.pgport}/warehouse"
-        self.bootstrap = f"127.0.0.1:{self.kafka_port}"
-
-    def make(self, target: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            ["make", "-s", "-C", str(REPO), target], env=self.env, capture_output=True, text=True, timeout=300
-        )
 
 
 @pytest.fixture
 def second_stack() -> Iterator[Stack]:
-    # The postgres OS user must be able to reach the folder, so not under pytest's private tmp.
-    folder = Path(tempfile.mkdtemp(prefix="wt-stack-", dir="/tmp"))
-    folder.chmod(0o755)
-    stack = Stack(folder)
-    try:
+    with private_stack() as stack:
         yield stack
-    finally:
-        stack.make("down")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_stack_twice_is_harmless_and_data_survives_down_and_up(second_stack: Stack) -> None:
