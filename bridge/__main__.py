@@ -12,6 +12,7 @@ from pydantic import ValidationError
 from bridge.config import BridgeSettings
 from bridge.errors import BridgeError
 from bridge.events import SCHEMA_FILE, json_schema_text
+from bridge.metrics import BridgeMetrics, serve
 from bridge.relay import Relay
 
 SHUTDOWN_GRACE_S = 8.0  # SIGTERM → exit within 10 s: an in-flight transaction gets this long to finish
@@ -24,26 +25,37 @@ async def run(settings: BridgeSettings) -> int:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    relay = Relay(settings, stop)
-    task = asyncio.create_task(relay.run(), name="relay")
-    stopping = asyncio.create_task(stop.wait(), name="stop")
-    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-    if not task.done():
-        log.info("stopping: finishing the batch in flight (at most %g s)", SHUTDOWN_GRACE_S)
-        try:
-            await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
-        except TimeoutError:
-            task.cancel()  # the open Kafka transaction is aborted by the next leader; its rows stay in the outbox
-            await asyncio.gather(task, return_exceptions=True)
-    stopping.cancel()
+    metrics = BridgeMetrics()
     try:
-        task.result()
-    except asyncio.CancelledError:
-        pass
-    except BridgeError as e:
-        log.error("%s", e)
-        return 1
-    log.info("stopped after publishing %d events", relay.published)
+        server = await serve(metrics, settings.bridge_metrics_host, settings.bridge_metrics_port)
+    except OSError as e:
+        log.error(
+            "cannot serve metrics on %s:%d: %s (set BRIDGE_METRICS_PORT)",
+            settings.bridge_metrics_host, settings.bridge_metrics_port, e,
+        )  # fmt: skip
+        return 2
+    try:
+        task = asyncio.create_task(Relay(settings, stop, metrics).run(), name="relay")
+        stopping = asyncio.create_task(stop.wait(), name="stop")
+        await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+        if not task.done():
+            log.info("stopping: finishing the batch in flight (at most %g s)", SHUTDOWN_GRACE_S)
+            try:
+                await asyncio.wait_for(asyncio.shield(task), SHUTDOWN_GRACE_S)
+            except TimeoutError:
+                task.cancel()  # the open transaction is aborted by the next leader; its rows stay in the outbox
+                await asyncio.gather(task, return_exceptions=True)
+        stopping.cancel()
+        try:
+            task.result()
+        except asyncio.CancelledError:
+            pass
+        except BridgeError as e:
+            log.error("%s", e)
+            return 1
+    finally:
+        server.close()
+    log.info("stopped after publishing %d events", metrics.published.value)
     return 0
 
 

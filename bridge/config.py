@@ -24,6 +24,10 @@ class BridgeSettings(DatabaseSettings):
     """Outbox rows per Kafka transaction."""
     bridge_transaction_timeout: float = Field(default=30.0, ge=5, le=900)
     """Seconds a Kafka transaction may take before the bridge gives it up and starts over."""
+    bridge_metrics_host: str = "0.0.0.0"
+    """Address of the metrics and health endpoints (/metrics, /healthz, /readyz)."""
+    bridge_metrics_port: int = Field(default=9108, ge=1, le=65535)
+    """Port of the metrics and health endpoints."""
     bridge_event_source: str = Field(default="/warehouse-tracker/bridge", min_length=1)
     """The CloudEvents `ce_source` of every event."""
 

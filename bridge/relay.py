@@ -21,6 +21,7 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -31,6 +32,7 @@ from aiokafka.errors import KafkaError, ProducerFenced
 from bridge.config import BridgeSettings
 from bridge.errors import BridgeError
 from bridge.events import StatusChanged
+from bridge.metrics import BridgeMetrics
 from bridge.topics import ensure_topics
 from db.queries import queries
 
@@ -40,6 +42,8 @@ CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifie
 STANDBY_RETRY_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
 CLOSE_TIMEOUT_S = 3.0
+STANDBY_KAFKA_CHECK_S = 10.0
+BACKLOG_EVERY_S = 1.0  # the backlog query counts the whole outbox
 KAFKA_SLOW_S = 3.0  # a transaction taking longer than this means Kafka is unavailable (logged once)
 
 
@@ -60,12 +64,13 @@ class StateLog:
 
 
 class Relay:
-    def __init__(self, settings: BridgeSettings, stop: asyncio.Event) -> None:
+    def __init__(self, settings: BridgeSettings, stop: asyncio.Event, metrics: BridgeMetrics) -> None:
         self.settings = settings
         self.stop = stop
+        self.metrics = metrics
         self.sql = queries("bridge")
         self.state = StateLog()
-        self.published = 0
+        self.backlog_read_at = 0.0
 
     async def run(self) -> None:
         """Lead or stand by until `stop` is set; start over after any retriable failure."""
@@ -75,15 +80,19 @@ class Relay:
                 await self._lead()
                 return
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+                self.metrics.postgres_ok = False
                 self.state("PostgreSQL unavailable, retrying", f"{type(e).__name__}: {e}", logging.WARNING)
             except ProducerFenced:
                 self.state("fenced: a newer bridge with the same transactional id took over", level=logging.WARNING)
             except KafkaError as e:
+                self.metrics.kafka_ok = False
                 self.state("Kafka unavailable, retrying", f"{type(e).__name__}: {e}", logging.WARNING)
             except BridgeError as e:
                 if not e.retriable:
                     raise
                 self.state("starting over", str(e), logging.WARNING)
+            finally:
+                self.metrics.role, self.metrics.leader.value = "starting", 0
             await self._sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -96,13 +105,20 @@ class Relay:
     async def _lead(self) -> None:
         s = self.settings
         control = await asyncpg.connect(s.database_url)
+        self.metrics.postgres_ok = True
         try:
+            await self._ensure_topics()
+            checked_kafka_at = asyncio.get_running_loop().time()
             while not await control.fetchval(self.sql["take_leadership"], s.bridge_transactional_id):
                 self.state("standby", f"another bridge leads {s.bridge_transactional_id}")
+                self.metrics.role = "standby"
+                await self._read_backlog(control, every=0)
                 await self._sleep(STANDBY_RETRY_S)
                 if self.stop.is_set():
                     return
-            await self._ensure_topics()
+                if asyncio.get_running_loop().time() - checked_kafka_at > STANDBY_KAFKA_CHECK_S:
+                    await self._ensure_topics()  # a standby is ready only while it can reach Kafka too
+                    checked_kafka_at = asyncio.get_running_loop().time()
             work = await asyncpg.connect(s.database_url)
             producer = AIOKafkaProducer(
                 bootstrap_servers=s.kafka_bootstrap_servers,
@@ -114,6 +130,7 @@ class Relay:
                 await producer.start()  # fences every older producer of this transactional id
                 await self._recover(work)
                 self.state("leader", f"publishing to {s.kafka_topic}")
+                self.metrics.role, self.metrics.leader.value = "leader", 1
                 await self._publish_until_stopped(control, work, producer)
             finally:
                 # An open transaction is left to the broker: the next leader's producer start aborts it.
@@ -129,6 +146,18 @@ class Relay:
             await ensure_topics(admin, self.settings)
         finally:
             await admin.close()
+        self.metrics.kafka_ok = True
+
+    async def _read_backlog(self, conn: asyncpg.Connection, every: float = BACKLOG_EVERY_S) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self.backlog_read_at < every:
+            return
+        self.backlog_read_at = now
+        row = await conn.fetchrow(self.sql["backlog"])
+        assert row is not None  # an aggregate without GROUP BY returns one row
+        self.metrics.backlog.set(row["events"])
+        self.metrics.oldest_age.set(row["oldest_age_s"])
+        self.metrics.notification_queue.set(row["queue_usage"])
 
     async def _recover(self, work: asyncpg.Connection) -> None:
         ids = await last_committed_batch(self.settings)
@@ -147,6 +176,7 @@ class Relay:
 
         await control.add_listener(CHANNEL, on_notify)
         while not self.stop.is_set():
+            await self._read_backlog(work)
             rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
             if rows:
                 await self._publish(work, producer, rows)
@@ -194,12 +224,15 @@ class Relay:
         try:
             done, _ = await asyncio.wait([task], timeout=min(KAFKA_SLOW_S, s.bridge_transaction_timeout))
             if not done:
+                self.metrics.kafka_ok = False
                 self.state(
                     "Kafka unavailable, waiting", f"a transaction has waited {KAFKA_SLOW_S:g} s", logging.WARNING
                 )
                 await asyncio.wait_for(asyncio.shield(task), s.bridge_transaction_timeout - KAFKA_SLOW_S)
+                self.metrics.kafka_ok = True
                 self.state("leader", "Kafka answers again")
             task.result()
+            committed = datetime.now(UTC)
         except TimeoutError as e:
             raise KafkaStalled(
                 f"a Kafka transaction of {len(events)} events took over {s.bridge_transaction_timeout:g} s"
@@ -207,7 +240,10 @@ class Relay:
         finally:
             task.cancel()
         await work.execute(self.sql["delete_published"], ids)
-        self.published += len(events)
+        self.metrics.published.inc(len(events))
+        self.metrics.batch_size.observe(len(events))
+        for event in events:
+            self.metrics.latency.observe((committed - event.occurred_at).total_seconds())
 
 
 async def close_quietly(closing: Awaitable[None], what: str) -> None:

@@ -14,10 +14,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import asyncpg
+import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bridge.events import EVENT_TYPE, StatusChanged
 from db.load import OperationGenerator, copy_batch
+from tests.private_stack import free_port
 from tests.topic import read_topic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,7 +39,8 @@ class Bridge:
     """`python -m bridge` in a process of its own, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.env, self.log = env, log
+        self.metrics_port = free_port()
+        self.env, self.log = {**env, "BRIDGE_METRICS_PORT": str(self.metrics_port)}, log
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> "Bridge":
@@ -62,6 +65,17 @@ class Bridge:
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
+
+    async def get(self, path: str) -> httpx.Response:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.metrics_port}") as client:
+            return await client.get(path)
+
+    async def metric(self, name: str) -> float:
+        """The value of an unlabelled metric on /metrics."""
+        text = (await self.get("/metrics")).text
+        values = [float(line.split()[1]) for line in text.splitlines() if line.split(" ")[0] == name]
+        assert len(values) == 1, f"{name} not found once in:\n{text}"
+        return values[0]
 
 
 class Bridges:

@@ -25,5 +25,7 @@ SELECT pg_advisory_lock(7735218433629061301);
 SELECT pg_advisory_unlock(7735218433629061301);
 
 -- name: backlog
-SELECT count(*) AS events, extract(epoch FROM now() - min(occurred_at)) AS oldest_age_s
+-- For the metrics: counts the whole outbox, so the bridge runs it at most once a second.
+SELECT count(*) AS events, coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8 AS oldest_age_s,
+       pg_notification_queue_usage() AS queue_usage
   FROM status_change_outbox;

@@ -41,7 +41,16 @@ async def test_changes_reach_the_topic_once_in_order_and_sigterm_exits_0(
     bridge = bridges().start()
     await load(database_url, loaders=2, operations=4000, batch=200)
     await drained(audited_db, bridge.running)
-    assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) > 500
+    published = await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name)
+    assert published > 500
+
+    assert await bridge.metric("warehouse_bridge_events_published_total") == published
+    assert await bridge.metric("warehouse_bridge_batch_events_sum") == published
+    assert await bridge.metric("warehouse_bridge_change_to_kafka_commit_seconds_count") == published
+    assert await bridge.metric("warehouse_bridge_leader") == 1
+    assert (await bridge.get("/healthz")).status_code == 200
+    ready = await bridge.get("/readyz")
+    assert ready.status_code == 200 and ready.json() == {"role": "leader", "postgres": True, "kafka": True}
     assert bridge.terminate() == 0, bridge.output()
 
 
@@ -72,6 +81,11 @@ async def test_a_backlog_built_while_no_bridge_runs_is_drained_at_start(
     bridge = bridges().start()
     await drained(audited_db, bridge.running, timeout=120)
     assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) == backlog
+    deadline = time.monotonic() + 10  # the gauges are read at most once a second
+    while await bridge.metric("warehouse_bridge_outbox_backlog_events") != 0:
+        assert time.monotonic() < deadline, "the backlog gauge stays above 0 after the drain"
+        await asyncio.sleep(0.2)
+    assert await bridge.metric("warehouse_bridge_outbox_oldest_age_seconds") == 0
 
 
 async def test_a_rolled_back_operation_produces_no_event(
@@ -98,6 +112,9 @@ async def test_one_of_two_bridges_publishes_and_the_standby_takes_over_when_it_d
     await wait_for_log(first, "leader:")
     second = bridges().start()
     await wait_for_log(second, "standby:")
+    standby_ready = await second.get("/readyz")
+    assert standby_ready.status_code == 200 and standby_ready.json()["role"] == "standby"
+    assert await second.metric("warehouse_bridge_leader") == 0
     await audited_db.execute("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 5)")
     await drained(audited_db, first.running)
     assert "leader:" not in second.output()
@@ -108,6 +125,7 @@ async def test_one_of_two_bridges_publishes_and_the_standby_takes_over_when_it_d
     await drained(audited_db, second.running)
     taken_over = time.monotonic() - killed
     assert "leader:" in second.output()
+    assert (await second.get("/readyz")).json()["role"] == "leader"
     assert taken_over < 5, f"the standby took {taken_over:.1f} s to publish"
     assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) == 2
 
