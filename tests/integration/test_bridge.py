@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from db.load import ensure_reference_data
 from tests.bridge_harness import AUDIT, Bridges, assert_published_exactly_once, drained, load, wait_for_log
@@ -156,3 +157,31 @@ async def test_a_crash_between_the_kafka_commit_and_the_outbox_delete_is_recover
     await drained(audited_db, second.running)
     assert f"recovered: the last committed batch held {min(produced, 1000)} outbox rows" in second.output()
     assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) == produced
+
+
+async def test_changes_are_published_with_notifications_switched_off(
+    audited_db: asyncpg.Connection, bridges: Bridges, kafka_bootstrap: str, topic_name: str
+) -> None:
+    await audited_db.execute("ALTER TABLE status_change_outbox DISABLE TRIGGER notify_status_change")
+    bridge = bridges().start()
+    await wait_for_log(bridge, "leader:")
+    await audited_db.execute("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 5)")
+    await drained(audited_db, bridge.running)  # found by the poll (BRIDGE_POLL_INTERVAL)
+    assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) == 1
+
+
+async def test_an_event_topic_that_would_compact_events_away_is_refused(
+    audited_db: asyncpg.Connection, bridges: Bridges, kafka_bootstrap: str, topic_name: str
+) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic_name, 1, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    await audited_db.execute("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 5)")
+    bridge = bridges().start()
+    assert bridge.proc is not None
+    assert bridge.proc.wait(30) == 1
+    assert f"topic {topic_name} exists with cleanup.policy=compact" in bridge.output()
+    assert await audited_db.fetchval("SELECT count(*) FROM status_change_outbox") == 1  # nothing taken
