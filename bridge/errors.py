@@ -5,3 +5,8 @@ class BridgeError(Exception):
     """The bridge cannot go on as it is."""
 
     retriable = True
+
+    def __init__(self, message: str, *, retriable: bool | None = None) -> None:
+        super().__init__(message)
+        if retriable is not None:
+            self.retriable = retriable

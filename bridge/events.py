@@ -49,13 +49,18 @@ class StatusChanged(BaseModel):
     def headers(self, source: str) -> list[tuple[str, bytes]]:
         """CloudEvents binary-mode attributes, as Kafka headers."""
         return [
-            ("ce_specversion", b"1.0"),
+            _SPECVERSION,
             ("ce_id", str(self.event_id).encode()),
-            ("ce_type", EVENT_TYPE.encode()),
+            _TYPE,
             ("ce_source", source.encode()),
             ("ce_time", self.occurred_at.isoformat().encode()),
-            ("content-type", CONTENT_TYPE.encode()),
+            _CONTENT_TYPE,
         ]
+
+
+_SPECVERSION = ("ce_specversion", b"1.0")
+_TYPE = ("ce_type", EVENT_TYPE.encode())
+_CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
 
 
 def json_schema() -> dict[str, Any]:

@@ -6,8 +6,10 @@ import asyncio
 import json
 import logging
 import math
+from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate
 
 log = logging.getLogger(__name__)
 
@@ -57,16 +59,18 @@ class Histogram:
         self.counts = [0] * len(self.buckets)
 
     def observe(self, value: float) -> None:
+        """Counts the value in its own bucket only; render() makes the counts cumulative."""
         self.total += value
         self.observations += 1
-        for i, bound in enumerate(self.buckets):
-            if value <= bound:
-                self.counts[i] += 1
+        i = bisect_left(self.buckets, value)
+        if i < len(self.counts):
+            self.counts[i] += 1
 
     def render(self) -> str:
         lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
         lines += [
-            f'{self.name}_bucket{{le="{_number(b)}"}} {c}' for b, c in zip(self.buckets, self.counts, strict=True)
+            f'{self.name}_bucket{{le="{_number(b)}"}} {c}'
+            for b, c in zip(self.buckets, accumulate(self.counts), strict=True)
         ]
         lines += [
             f'{self.name}_bucket{{le="+Inf"}} {self.observations}',

@@ -28,6 +28,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.partitioner import murmur2
 
 from bridge.config import BridgeSettings
 from bridge.errors import BridgeError
@@ -211,10 +212,7 @@ class Relay:
 
         async def transaction() -> None:
             await producer.begin_transaction()
-            for event in events:
-                await producer.send(
-                    s.kafka_topic, event.value(), key=event.key, headers=event.headers(s.bridge_event_source)
-                )
+            await send_in_batches(producer, s.kafka_topic, events, s.bridge_event_source)
             await producer.send(s.bridge_state_topic, state_record(ids), key=s.bridge_transactional_id.encode())
             await producer.commit_transaction()
 
@@ -252,6 +250,27 @@ async def close_quietly(closing: Awaitable[None], what: str) -> None:
         await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
     except Exception as e:
         log.debug("closing %s: %s: %s", what, type(e).__name__, e)
+
+
+async def send_in_batches(producer: AIOKafkaProducer, topic: str, events: Sequence[StatusChanged], source: str) -> None:
+    """Sends the events partition by partition in record batches the bridge fills itself: about twice the rate of
+    one `send()` per event, which is mostly per-message bookkeeping. The partition of a key is the default
+    partitioner's (murmur2, as Kafka's own clients), and each partition's events keep their order."""
+    partitions = sorted(await producer.partitions_for(topic))
+    builders: dict[int, Any] = {}
+    for event in events:
+        key, value, headers = event.key, event.value(), event.headers(source)
+        partition = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+        builder = builders.get(partition)
+        if builder is None:
+            builder = builders[partition] = producer.create_batch()
+        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
+            await producer.send_batch(builder, topic, partition=partition)
+            builder = builders[partition] = producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                raise BridgeError(f"event {event.event_id} does not fit in a Kafka record batch", retriable=False)
+    for partition, builder in builders.items():
+        await producer.send_batch(builder, topic, partition=partition)
 
 
 def state_record(ids: Sequence[int]) -> bytes:

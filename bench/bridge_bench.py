@@ -1,0 +1,329 @@
+"""`make bench-bridge`: the bridge's drain rate against a bare transactional producer, its end-to-end latency, and
+its memory, all against the local stack (a fresh database and fresh topics per run).
+
+- drain: a backlog of N outbox rows, published by `python -m bridge` (rate measured on its own
+  `events_published_total`, from its first published batch to its last), against a bare aiokafka
+  transactional producer sending the same messages (key, value, headers) in transactions of the same size to
+  the same broker, in the same run; runs alternate and the figure is the median ratio;
+- latency: single-operation transactions that each change a status, at a fixed rate, with the bridge running;
+  a read_committed consumer in the same process takes the time from each operation's commit (when the INSERT
+  returned) to its event's arrival;
+- memory: the bridge's peak RSS (VmHWM) while it drains a backlog of 1M rows.
+The backlogs are written straight into the outbox (the bridge reads nothing else), so they take seconds.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bridge.events import StatusChanged
+from db.config import LOCAL_DATABASE_URL, normalize_database_url
+from db.load import ensure_reference_data
+from db.migrate import migrate
+from db.scratch import create_database, drop_database, with_database
+
+REPO = Path(__file__).resolve().parents[1]
+BATCH = 1000
+PARTITIONS = 6
+FILL_OUTBOX = """
+INSERT INTO status_change_outbox (product_id, warehouse_id, old_status, new_status, quantity, operation_id,
+                                  occurred_at)
+SELECT 1 + g % 1000, 1 + (g / 1000) % 10,
+       CASE WHEN g % 2 = 0 THEN 'out_of_stock' ELSE 'running_low' END::stock_status,
+       CASE WHEN g % 2 = 0 THEN 'running_low' ELSE 'out_of_stock' END::stock_status,
+       5 * (1 - g % 2), g, now()
+  FROM generate_series(1, $1) g
+"""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+class Scratch:
+    """A fresh migrated database and a fresh topic name; dropped and deleted afterwards."""
+
+    def __init__(self, admin_url: str, bootstrap: str) -> None:
+        self.admin_url, self.bootstrap = admin_url, bootstrap
+        self.topic = f"bench.{uuid.uuid4().hex[:8]}.status-changes"
+        self.name = self.url = ""
+
+    async def __aenter__(self) -> "Scratch":
+        self.name = await create_database(self.admin_url, "wt_bridge_bench")
+        self.url = with_database(self.admin_url, self.name)
+        conn = await asyncpg.connect(self.url)
+        try:
+            await migrate(conn)
+        finally:
+            await conn.close()
+        return self
+
+    async def __aexit__(self, *_: object) -> None:
+        await drop_database(self.admin_url, self.name)
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            await admin.delete_topics([self.topic, f"{self.topic}.bridge-state"])
+        except Exception as e:  # a topic never created
+            print(f"  (deleting topics: {type(e).__name__})")
+        finally:
+            await admin.close()
+
+    async def fill(self, rows: int) -> None:
+        conn = await asyncpg.connect(self.url)
+        try:
+            await conn.execute(FILL_OUTBOX, rows)
+        finally:
+            await conn.close()
+
+
+class BridgeProcess:
+    def __init__(self, scratch: Scratch) -> None:
+        self.port = free_port()
+        env = {
+            **os.environ,
+            "DATABASE_URL": scratch.url,
+            "KAFKA_BOOTSTRAP_SERVERS": scratch.bootstrap,
+            "KAFKA_TOPIC": scratch.topic,
+            "BRIDGE_METRICS_PORT": str(self.port),
+            "BRIDGE_BATCH_SIZE": str(BATCH),
+        }
+        self.client = httpx.AsyncClient()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+
+    async def published(self) -> float | None:
+        try:
+            text = (await self.client.get(f"http://127.0.0.1:{self.port}/metrics")).text
+        except httpx.TransportError:
+            return None  # not serving yet
+        for line in text.splitlines():
+            if line.startswith("warehouse_bridge_events_published_total "):
+                return float(line.split()[1])
+        return None
+
+    def peak_rss_mb(self) -> float:
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+        raise RuntimeError("no VmHWM in /proc/<pid>/status")
+
+    async def stop(self) -> None:
+        self.proc.terminate()
+        await asyncio.to_thread(self.proc.wait, 20)
+        await self.client.aclose()
+
+
+async def bridge_drain(admin_url: str, bootstrap: str, rows: int) -> tuple[float, float]:
+    """events/s of the bridge draining `rows` outbox rows (first to last batch), and its peak RSS in MB."""
+    async with Scratch(admin_url, bootstrap) as scratch:
+        await scratch.fill(rows)
+        bridge = BridgeProcess(scratch)
+        try:
+            first: tuple[float, float] | None = None
+            deadline = time.monotonic() + 600
+            while True:
+                count = await bridge.published()
+                now = time.perf_counter()
+                if count and first is None:
+                    first = (now, count)
+                if count == rows:
+                    break
+                if bridge.proc.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"the bridge did not drain {rows} rows (published {count})")
+                await asyncio.sleep(0.1)  # sparse polling: the bench shares the 2 cores with the bridge
+            assert first is not None
+            rate = (rows - first[1]) / (now - first[0])
+            return rate, bridge.peak_rss_mb()
+        finally:
+            await bridge.stop()
+
+
+async def bare_producer(admin_url: str, bootstrap: str, rows: int) -> float:
+    """events/s of a bare transactional producer sending the same messages in transactions of BATCH."""
+    async with Scratch(admin_url, bootstrap) as scratch:
+        await scratch.fill(rows)
+        conn = await asyncpg.connect(scratch.url)
+        try:
+            records = await conn.fetch(
+                "SELECT event_id, product_id, warehouse_id, old_status::text, new_status::text, quantity,"
+                " operation_id, occurred_at FROM status_change_outbox ORDER BY id"
+            )
+        finally:
+            await conn.close()
+        events = [StatusChanged.model_validate(dict(r)) for r in records]
+        messages = [(e.key, e.value(), e.headers("/warehouse-tracker/bridge")) for e in events]
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(scratch.topic, PARTITIONS, 1)])
+        finally:
+            await admin.close()
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, transactional_id=f"bench-{uuid.uuid4()}", enable_idempotence=True
+        )
+        await producer.start()
+        try:
+            started = time.perf_counter()
+            for i in range(0, len(messages), BATCH):
+                await producer.begin_transaction()
+                for key, value, headers in messages[i : i + BATCH]:
+                    await producer.send(scratch.topic, value, key=key, headers=headers)
+                await producer.commit_transaction()
+            return len(messages) / (time.perf_counter() - started)
+        finally:
+            await producer.stop()
+
+
+async def drain_figure(admin_url: str, bootstrap: str, rows: int, repeat: int) -> dict[str, Any]:
+    ratios, bridge_rates, bare_rates = [], [], []
+    for run in range(repeat):
+        if run % 2 == 0:
+            bare = await bare_producer(admin_url, bootstrap, rows)
+            rate, _ = await bridge_drain(admin_url, bootstrap, rows)
+        else:
+            rate, _ = await bridge_drain(admin_url, bootstrap, rows)
+            bare = await bare_producer(admin_url, bootstrap, rows)
+        ratios.append(rate / bare)
+        bridge_rates.append(rate)
+        bare_rates.append(bare)
+        print(f"  drain run {run + 1}: bridge {rate:,.0f} events/s, bare producer {bare:,.0f}, ratio {ratios[-1]:.2f}")
+    return {
+        "ratio": statistics.median(ratios),
+        "runs": ratios,
+        "bridge_events_s": statistics.median(bridge_rates),
+        "bare_events_s": statistics.median(bare_rates),
+        "rows": rows,
+    }
+
+
+async def latency_figure(admin_url: str, bootstrap: str, rate: int, seconds: int) -> dict[str, Any]:
+    """Each operation flips its pair's status (5 in, 5 out, …); 8 writers, each on its own pairs, keep `rate`."""
+    writers, pairs_per_writer = 8, 100
+    async with Scratch(admin_url, bootstrap) as scratch:
+        conn = await asyncpg.connect(scratch.url)
+        await ensure_reference_data(conn, writers * pairs_per_writer, 1)
+        await conn.close()
+        bridge = BridgeProcess(scratch)
+        consumer = AIOKafkaConsumer(
+            scratch.topic, bootstrap_servers=bootstrap, isolation_level="read_committed", auto_offset_reset="earliest"
+        )
+        committed: dict[int, float] = {}
+        arrived: dict[int, float] = {}
+        try:
+            while await bridge.published() is None:  # the bridge creates the topic, then serves metrics
+                await asyncio.sleep(0.1)
+            await consumer.start()
+            done = asyncio.Event()
+
+            async def consume() -> None:
+                while not done.is_set():
+                    for messages in (await consumer.getmany(timeout_ms=100)).values():
+                        now = time.perf_counter()
+                        for m in messages:
+                            arrived[json.loads(m.value)["operation_id"]] = now
+
+            async def write(w: int, start: float) -> None:
+                c = await asyncpg.connect(scratch.url)
+                try:
+                    n = 0
+                    while (due := start + n * writers / rate) < start + seconds:
+                        await asyncio.sleep(max(0.0, due - time.perf_counter()))
+                        product = 1 + w * pairs_per_writer + (n % pairs_per_writer)
+                        quantity = 5 if (n // pairs_per_writer) % 2 == 0 else -5
+                        op = await c.fetchval(
+                            "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) "
+                            "VALUES ($1, 1, $2) RETURNING id",
+                            product, quantity,
+                        )  # fmt: skip
+                        committed[op] = time.perf_counter()
+                        n += 1
+                finally:
+                    await c.close()
+
+            consuming = asyncio.create_task(consume())
+            start = time.perf_counter() + 0.5
+            await asyncio.gather(*(write(w, start + w / rate) for w in range(writers)))
+            elapsed = time.perf_counter() - start
+            deadline = time.monotonic() + 30
+            while len(arrived) < len(committed) and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+            done.set()
+            await consuming
+        finally:
+            await consumer.stop()
+            await bridge.stop()
+    latencies = sorted((arrived[op] - t) * 1000 for op, t in committed.items() if op in arrived)
+    if len(latencies) != len(committed):
+        raise RuntimeError(f"{len(committed) - len(latencies)} of {len(committed)} events never arrived")
+    q = statistics.quantiles(latencies, n=100)
+    result = {"p50_ms": statistics.median(latencies), "p99_ms": q[98], "rate": len(committed) / elapsed,
+              "events": len(committed), "seconds": seconds}  # fmt: skip
+    print(
+        f"  latency: {result['events']:,} changes at {result['rate']:,.0f}/s: "
+        f"p50 {result['p50_ms']:.1f} ms, p99 {result['p99_ms']:.1f} ms"
+    )
+    return result
+
+
+async def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--repeat", type=int, default=3)
+    p.add_argument("--drain-rows", type=int, default=100_000)
+    p.add_argument("--rss-rows", type=int, default=1_000_000)
+    p.add_argument("--rate", type=int, default=1000, help="status changes per second in the latency run")
+    p.add_argument("--seconds", type=int, default=60, help="length of the latency run")
+    p.add_argument("--only", choices=["drain", "latency", "rss"], action="append")
+    args = p.parse_args()
+    for name in ("repeat", "drain_rows", "rss_rows", "rate", "seconds"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    admin_url = normalize_database_url(os.environ.get("DATABASE_URL", LOCAL_DATABASE_URL))
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "127.0.0.1:9092")
+    only = set(args.only or ["drain", "latency", "rss"])
+    rows: list[str] = []
+    results: dict[str, Any] = {}
+    if "drain" in only:
+        d = results["drain"] = await drain_figure(admin_url, bootstrap, args.drain_rows, args.repeat)
+        rows.append(
+            f"| drain of a {d['rows']:,}-event backlog: events/s ÷ a bare transactional producer | {d['ratio']:.2f} "
+            f"(runs {', '.join(f'{r:.2f}' for r in d['runs'])}; {d['bridge_events_s']:,.0f} vs "
+            f"{d['bare_events_s']:,.0f} events/s) | ≥ 0.70 |"
+        )
+    if "latency" in only:
+        lat = results["latency"] = await latency_figure(admin_url, bootstrap, args.rate, args.seconds)
+        rows.append(
+            f"| commit → consumer latency, {lat['rate']:,.0f} status changes/s for {lat['seconds']} s "
+            f"| p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | p50 ≤ 20 ms, p99 ≤ 100 ms |"
+        )
+    if "rss" in only:
+        _, rss = await bridge_drain(admin_url, bootstrap, args.rss_rows)
+        results["rss"] = {"rows": args.rss_rows, "peak_rss_mb": rss}
+        rows.append(f"| bridge peak RSS while draining {args.rss_rows:,} events | {rss:.0f} MB | ≤ 150 MB |")
+    print("\n| figure | measured (median) | target |\n|---|---|---|\n" + "\n".join(rows))
+    out_dir = REPO / "bench" / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "bridge.json").write_text(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main()))
