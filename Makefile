@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions
+.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -49,6 +49,9 @@ format: venv
 
 bench-db: venv stack  ## database core throughput, ratios against the trigger-less limit (minutes)
 	$(PY) -m bench.db_bench
+
+bench-bridge: venv stack  ## the bridge: drain rate vs a bare producer, latency at 1,000 changes/s, RSS (~5 min)
+	$(PY) -m bench.bridge_bench
 
 bench-trigger-cost: venv stack  ## the triggers' CPU cost per single-operation transaction, one session (~1 min)
 	$(PY) -m bench.trigger_cost

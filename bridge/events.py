@@ -1,6 +1,7 @@
 """The event contract of the topic `warehouse.status-changes`: producer and consumers import it from here.
 
-Value: the JSON of `StatusChanged`. Key: `"<product_id>:<warehouse_id>"`, so one pair's changes share a
+Value: the JSON of `StatusChanged`. (The bridge takes it ready-made from the view status_change_events, which
+a test holds to exactly what this model serialises.) Key: `"<product_id>:<warehouse_id>"`, so one pair's changes share a
 partition and keep their order. Headers: CloudEvents 1.0 in binary mode (the `ce_` attributes as headers,
 the value being the event's data). The JSON Schema of the value is generated into bridge/schema/ by
 `python -m bridge schema`; a test fails when the file and the model drift apart.
@@ -48,19 +49,24 @@ class StatusChanged(BaseModel):
 
     def headers(self, source: str) -> list[tuple[str, bytes]]:
         """CloudEvents binary-mode attributes, as Kafka headers."""
-        return [
-            _SPECVERSION,
-            ("ce_id", str(self.event_id).encode()),
-            _TYPE,
-            ("ce_source", source.encode()),
-            ("ce_time", self.occurred_at.isoformat().encode()),
-            _CONTENT_TYPE,
-        ]
+        return cloudevents_headers(str(self.event_id), self.occurred_at.isoformat(), source)
 
 
 _SPECVERSION = ("ce_specversion", b"1.0")
 _TYPE = ("ce_type", EVENT_TYPE.encode())
 _CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
+
+
+def cloudevents_headers(event_id: str, time: str, source: str) -> list[tuple[str, bytes]]:
+    """The headers of one event: its id, its time (ISO 8601), and the constant attributes."""
+    return [
+        _SPECVERSION,
+        ("ce_id", event_id.encode()),
+        _TYPE,
+        ("ce_source", source.encode()),
+        ("ce_time", time.encode()),
+        _CONTENT_TYPE,
+    ]
 
 
 def json_schema() -> dict[str, Any]:

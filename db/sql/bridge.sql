@@ -6,11 +6,25 @@
 SELECT pg_try_advisory_lock(hashtextextended($1, 0));
 
 -- name: next_batch
-SELECT id, event_id, product_id, warehouse_id, old_status::text, new_status::text, quantity, operation_id,
-       occurred_at
-  FROM status_change_outbox
+SELECT id, key, value, ce_id, ce_time, occurred_epoch
+  FROM status_change_events
  ORDER BY id
  LIMIT $1;
+
+-- name: next_batch_after
+-- The batch after one that is still being published (ids up to $1, $3 of them, not deleted yet), read while
+-- that one is in its Kafka transaction. `behind` counts the rows with ids up to $1 in the same snapshot: more
+-- than $3 means a transaction with smaller ids committed late; its rows must go out before any later row of
+-- their pair, so the caller discards this batch and reads from the start once the deletion is done. Without
+-- rows after $1, one row of NULLs still carries `behind`.
+SELECT b.behind, o.*
+  FROM (SELECT count(*) AS behind FROM status_change_outbox WHERE id <= $1) b
+  LEFT JOIN LATERAL (
+        SELECT id, key, value, ce_id, ce_time, occurred_epoch
+          FROM status_change_events
+         WHERE id > $1
+         ORDER BY id
+         LIMIT $2) o ON true;
 
 -- name: delete_published
 -- The deletion counts the rows into status_change_counter (trigger count_removed_changes).
