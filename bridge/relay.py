@@ -6,10 +6,14 @@ standbys and retry every second. The leader:
      a stale leader can no longer commit;
   2. recovers: reads the last committed record of the state topic and deletes the outbox rows it names (they
      were published just before a crash, and not yet deleted);
-  3. loops: read the oldest outbox rows; in one Kafka transaction send their events and a state record
+  3. loops: read the oldest outbox rows (from the view status_change_events, which gives each row's key, JSON
+     value and CloudEvents time ready-made); in one Kafka transaction send their events and a state record
      naming their ids; commit; delete the rows. A crash before the commit aborts the transaction (the next
      leader's producer start aborts it) and the rows are sent again; a crash after it leaves rows that step 2
      deletes. Either way each event is on the topic once, in outbox id order, which per pair is commit order.
+     While a batch is in Kafka the next one is read, and while that one is sent the previous one is deleted;
+     a batch commits only after the previous batch's deletion, so step 2 never has more than one batch to
+     delete.
 When the outbox is empty the leader listens (the wake-up protocol of notify_status_change in the migrations),
 with BRIDGE_POLL_INTERVAL as the fallback. Any failure of PostgreSQL or Kafka tears the leader down; it starts
 over from the top after a capped backoff, logging once per change of state.
@@ -206,10 +210,10 @@ class Relay:
                 await self._drain(work, sender, rows)
 
     async def _drain(self, work: asyncpg.Connection, sender: "BatchSender", rows: Sequence[asyncpg.Record]) -> None:
-        """Publishes batch after batch until the outbox is empty (or the bridge stops). Batch N+1 is read while
-        batch N is in its Kafka transaction, and batch N is deleted while batch N+1 is being sent; batch N+1
-        commits only once batch N's deletion is done, so a crash leaves at most the last committed batch to the
-        recovery. Returns with nothing in flight."""
+        """Publishes batch after batch until the outbox is empty (or the bridge stops). Behind a backlog, batch
+        N+1 is read while batch N is in its Kafka transaction, and batch N is deleted while batch N+1 is being
+        sent; batch N+1 commits only once batch N's deletion is done, so a crash leaves at most the last
+        committed batch to the recovery. Returns with nothing in flight."""
         deleting: asyncio.Future[str] | None = None
         try:
             while rows:
@@ -219,7 +223,10 @@ class Relay:
                     if deleting is not None:
                         await deleting
                     await self._read_backlog(work)
-                    ahead = None if self.stop.is_set() else await self._fetch_after(work, ids)
+                    # Read ahead only while a backlog fills whole batches: caught up, a batch read this early
+                    # would miss the changes committed during this one's transaction, and wait a round longer.
+                    behind_a_backlog = len(rows) == self.settings.bridge_batch_size and not self.stop.is_set()
+                    ahead = await self._fetch_after(work, ids) if behind_a_backlog else None
                     committed = await self._committed(transaction, len(rows))
                 finally:
                     if not transaction.done():
@@ -227,7 +234,7 @@ class Relay:
                         await asyncio.gather(transaction, return_exceptions=True)
                 deleting = asyncio.ensure_future(work.execute(self.sql["delete_published"], ids))
                 self._count(rows, committed)
-                if ahead is None:  # stopping, or rows committed late behind this batch: read again after the deletion
+                if ahead is None:  # caught up, stopping, or rows committed late behind this batch: read afresh
                     await deleting
                     rows = (
                         []
