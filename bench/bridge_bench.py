@@ -122,6 +122,12 @@ class BridgeProcess:
                 return float(line.split()[1])
         return None
 
+    async def leading(self) -> bool:
+        try:
+            return bool((await self.client.get(f"http://127.0.0.1:{self.port}/readyz")).json()["role"] == "leader")
+        except httpx.TransportError:
+            return False  # not serving yet
+
     def peak_rss_mb(self) -> float:
         for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -234,7 +240,7 @@ async def latency_figure(admin_url: str, bootstrap: str, rate: int, seconds: int
         committed: dict[int, float] = {}
         arrived: dict[int, float] = {}
         try:
-            while await bridge.published() is None:  # the bridge creates the topic, then serves metrics
+            while not await bridge.leading():  # the leader has created the topic
                 await asyncio.sleep(0.1)
             await consumer.start()
             done = asyncio.Event()

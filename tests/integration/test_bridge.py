@@ -185,3 +185,47 @@ async def test_an_event_topic_that_would_compact_events_away_is_refused(
     assert bridge.proc.wait(30) == 1
     assert f"topic {topic_name} exists with cleanup.policy=compact" in bridge.output()
     assert await audited_db.fetchval("SELECT count(*) FROM status_change_outbox") == 1  # nothing taken
+
+
+async def test_a_stale_leader_is_fenced_and_its_open_transaction_never_shows(
+    audited_db: asyncpg.Connection, database_url: str, bridges: Bridges, kafka_bootstrap: str, topic_name: str
+) -> None:
+    await load(database_url, loaders=1, operations=3000, batch=500, products=500)
+    backlog = await audited_db.fetchval("SELECT count(*) FROM status_change_outbox")
+    assert backlog > 300
+    bridges.env["BRIDGE_BATCH_SIZE"] = "100"
+    # Deletions wait on this lock: the first leader commits batch 1, then holds batch 2's transaction open
+    # until batch 1 is deleted.
+    holder = await asyncpg.connect(database_url)
+    hold = holder.transaction()
+    await hold.start()
+    await holder.execute("LOCK TABLE status_change_outbox IN EXCLUSIVE MODE")
+    first = bridges().start()
+    deadline = time.monotonic() + 30
+    while len(await read_topic(kafka_bootstrap, topic_name)) < 100:
+        assert first.running() and time.monotonic() < deadline, first.output()
+        await asyncio.sleep(0.2)
+    await asyncio.sleep(1)  # batch 2 sent, its commit waiting
+    # The first leader loses its session (as behind a network partition) but does not know it yet.
+    terminated = await holder.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    assert terminated == 1  # the leadership lock (a draining leader does not hold "listening")
+    second = bridges().start()
+    # The second leader has fenced the first (its producer started) once its recovery waits on the lock too.
+    # Watched from outside the holding transaction, in which pg_stat_activity would not change.
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+        " AND query LIKE '%DELETE FROM status_change_outbox%'"
+    )
+    deadline = time.monotonic() + 30
+    while await audited_db.fetchval(waiting) < 2:
+        assert second.running() and time.monotonic() < deadline, second.output()
+        await asyncio.sleep(0.2)
+    await hold.rollback()
+    await holder.close()
+    await wait_for_log(second, "leader:")
+    await wait_for_log(first, "fenced")
+    await drained(audited_db, second.running)
+    assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) == backlog
