@@ -15,7 +15,7 @@ from bridge.events import SCHEMA_FILE, json_schema_text
 from bridge.metrics import BridgeMetrics, serve
 from bridge.relay import Relay
 
-SHUTDOWN_GRACE_S = 8.0  # SIGTERM → exit within 10 s: an in-flight transaction gets this long to finish
+SHUTDOWN_GRACE_S = 6.0  # SIGTERM → exit within 10 s: an in-flight transaction gets this long, closing the rest
 
 log = logging.getLogger("bridge")
 

@@ -20,8 +20,8 @@ class BridgeSettings(DatabaseSettings):
     """Partitions of the topic when the bridge creates it."""
     bridge_poll_interval: float = Field(default=1.0, gt=0, le=3600)
     """Seconds between looks at the outbox when no notification comes (the fallback to LISTEN)."""
-    bridge_batch_size: int = Field(default=1000, ge=1, le=100_000)
-    """Outbox rows per Kafka transaction."""
+    bridge_batch_size: int = Field(default=1000, ge=1, le=10_000)
+    """Outbox rows per Kafka transaction (at most 10,000: the batch's state record must stay under 1 MB)."""
     bridge_transaction_timeout: float = Field(default=30.0, ge=5, le=900)
     """Seconds a Kafka transaction may take before the bridge gives it up and starts over."""
     bridge_metrics_host: str = "0.0.0.0"

@@ -31,7 +31,7 @@ from typing import Any
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import IllegalOperation, KafkaError, ProducerFenced
 from aiokafka.partitioner import murmur2
 
 from bridge.config import BridgeSettings
@@ -46,7 +46,7 @@ log = logging.getLogger(__name__)
 CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
 STANDBY_RETRY_S = 1.0
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.5, 5.0
-CLOSE_TIMEOUT_S = 3.0
+CLOSE_TIMEOUT_S = 1.0
 STANDBY_KAFKA_CHECK_S = 10.0
 BACKLOG_EVERY_S = 1.0  # the backlog query counts the whole outbox
 KAFKA_SLOW_S = 3.0  # a transaction taking longer than this means Kafka is unavailable (logged once)
@@ -79,7 +79,7 @@ class Relay:
 
     async def run(self) -> None:
         """Lead or stand by until `stop` is set; start over after any retriable failure."""
-        backoff = BACKOFF_FIRST_S
+        backoff, published_before = BACKOFF_FIRST_S, self.metrics.published.value
         while not self.stop.is_set():
             try:
                 await self._lead()
@@ -98,6 +98,9 @@ class Relay:
                 self.state("starting over", str(e), logging.WARNING)
             finally:
                 self.metrics.role, self.metrics.leader.value = "starting", 0
+            if self.metrics.published.value > published_before:  # it worked for a while: start gently again
+                backoff = BACKOFF_FIRST_S
+            published_before = self.metrics.published.value
             await self._sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
 
@@ -109,7 +112,11 @@ class Relay:
 
     async def _lead(self) -> None:
         s = self.settings
-        control = await asyncpg.connect(s.database_url)
+        # lock_timeout: taking "listening" gives up server-side, so a lock granted as a client timeout fired is
+        # never left held.
+        control = await asyncpg.connect(
+            s.database_url, server_settings={"lock_timeout": f"{int(s.bridge_poll_interval * 1000)}ms"}
+        )
         self.metrics.postgres_ok = True
         try:
             await self._ensure_topics()
@@ -132,7 +139,10 @@ class Relay:
                 client_id=f"warehouse-bridge-{socket.gethostname()}-{os.getpid()}",
             )
             try:
-                await producer.start()  # fences every older producer of this transactional id
+                try:  # fences every older producer of this transactional id; aiokafka alone would retry forever
+                    await asyncio.wait_for(producer.start(), s.bridge_transaction_timeout)
+                except TimeoutError as e:
+                    raise KafkaStalled("the Kafka producer did not start (transaction coordinator unavailable)") from e
                 await self._recover(work)
                 self.state("leader", f"publishing to {s.kafka_topic}")
                 self.metrics.role, self.metrics.leader.value = "leader", 1
@@ -167,9 +177,9 @@ class Relay:
         self.metrics.notification_queue.set(row["queue_usage"])
 
     async def _recover(self, work: asyncpg.Connection) -> None:
-        ids = await last_committed_batch(self.settings)
+        ids, event_ids = await last_committed_batch(self.settings)
         if ids:
-            deleted = await work.execute(self.sql["delete_published"], ids)
+            deleted = await work.execute(self.sql["delete_recovered"], ids, event_ids)
             log.info("recovered: the last committed batch held %d outbox rows; %s", len(ids), deleted)
 
     async def _publish_until_stopped(
@@ -190,9 +200,9 @@ class Relay:
                 continue
             # Empty: listen. Taking "listening" waits for writers that skipped their wake-up; then look again.
             try:
-                await control.execute(self.sql["start_listening"], timeout=s.bridge_poll_interval)
-            except TimeoutError:
-                continue  # a writer holds it for long; look at the outbox again
+                await control.execute(self.sql["start_listening"])
+            except asyncpg.LockNotAvailableError:
+                continue  # a writer holds it for long (lock_timeout); look at the outbox again
             try:
                 wake.clear()
                 rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
@@ -265,12 +275,20 @@ class Relay:
         `after` (the previous batch's deletion) is done."""
         s = self.settings
         producer = sender.producer
-        await producer.begin_transaction()
-        await sender.send(rows)
-        await producer.send(s.bridge_state_topic, state_record(ids), key=s.bridge_transactional_id.encode())
-        if after is not None:
-            await after
-        await producer.commit_transaction()
+        try:
+            await producer.begin_transaction()
+            deliveries = await sender.send(rows)
+            state = state_record(ids, [row["ce_id"] for row in rows])
+            deliveries.append(await producer.send(s.bridge_state_topic, state, key=s.bridge_transactional_id.encode()))
+            # aiokafka commits a transaction even when the broker refused one of its batches (a clock far ahead,
+            # a record too large): the commit must wait for, and fail with, every delivery.
+            await asyncio.gather(*deliveries)
+            if after is not None:
+                await after
+            await producer.commit_transaction()
+        except (IllegalOperation, AssertionError) as e:
+            # After a fence found on a send, aiokafka's producer is dead: its calls raise these, not KafkaError.
+            raise KafkaStalled(f"the Kafka producer can no longer be used (fenced?): {type(e).__name__}: {e}") from e
 
     async def _committed(self, transaction: "asyncio.Future[None]", events: int) -> float:
         """Waits for the transaction: aiokafka retries by itself while the broker is away; the bridge says so
@@ -319,8 +337,9 @@ class BatchSender:
         self.partition_of: dict[bytes, int] = {}  # murmur2 is pure Python (≈ 2.5 µs a key); pairs repeat
         self.partitions: list[int] = []
 
-    async def send(self, rows: Sequence[asyncpg.Record]) -> None:
-        """rows: of the view status_change_events (key, value, ce_id, ce_time)."""
+    async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
+        """rows: of the view status_change_events (key, value, ce_id, ce_time). Returns the batches' deliveries."""
+        deliveries = []
         producer = self.producer
         partitions = sorted(await producer.partitions_for(self.topic))
         if partitions != self.partitions:  # partitions were added: keys move
@@ -336,20 +355,24 @@ class BatchSender:
             if builder is None:
                 builder = builders[partition] = producer.create_batch()
             if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
-                await producer.send_batch(builder, self.topic, partition=partition)
+                deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
                 builder = builders[partition] = producer.create_batch()
                 if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
                     raise BridgeError(f"event {row['ce_id']} does not fit in a Kafka record batch", retriable=False)
         for partition, builder in builders.items():
-            await producer.send_batch(builder, self.topic, partition=partition)
+            deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
+        return deliveries
 
 
-def state_record(ids: Sequence[int]) -> bytes:
-    return json.dumps({"outbox_ids": list(ids)}, separators=(",", ":")).encode()
+def state_record(ids: Sequence[int], event_ids: Sequence[str]) -> bytes:
+    """Which outbox rows a committed batch held: ids and event ids, so that a database restored or recreated
+    under a surviving state topic (ids used again) never has unpublished rows deleted by the recovery."""
+    return json.dumps({"outbox_ids": list(ids), "event_ids": list(event_ids)}, separators=(",", ":")).encode()
 
 
-async def last_committed_batch(settings: BridgeSettings) -> list[int]:
-    """The outbox ids of this deployment's last committed batch, from the state topic (read_committed)."""
+async def last_committed_batch(settings: BridgeSettings) -> tuple[list[int], list[str]]:
+    """The outbox ids and event ids of this deployment's last committed batch, from the state topic
+    (read_committed)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         isolation_level="read_committed",
@@ -374,10 +397,10 @@ async def last_committed_batch(settings: BridgeSettings) -> list[int]:
                     if message.key == key and message.value is not None:
                         last = message
             if last is not None:
-                ids: list[int] = json.loads(last.value)["outbox_ids"]
-                return ids
+                record = json.loads(last.value)
+                return record["outbox_ids"], record["event_ids"]
             if start == 0:
-                return []
+                return [], []
             back *= 8
     finally:
         await consumer.stop()

@@ -30,6 +30,11 @@ SELECT b.behind, o.*
 -- The deletion counts the rows into status_change_counter (trigger count_removed_changes).
 DELETE FROM status_change_outbox WHERE id = ANY($1::bigint[]);
 
+-- name: delete_recovered
+-- The rows of the last committed batch, as its state record names them: by id and event id both, so rows that
+-- merely reuse an id (a database restored under a surviving state topic) are left alone.
+DELETE FROM status_change_outbox WHERE id = ANY($1::bigint[]) AND event_id = ANY($2::uuid[]);
+
 -- name: start_listening
 -- "Listening" (see notify_status_change in the migrations): taken exclusively, it waits for the writers that
 -- skipped their wake-up because no bridge was listening; from then on every writer of a change notifies.

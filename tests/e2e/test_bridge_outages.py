@@ -78,8 +78,8 @@ async def test_kafka_stopped_for_15_s_mid_stream(outage_stack: Stack, outage_db:
         assert await assert_published_exactly_once(db, outage_stack.bootstrap, bridges.topic) > 500
     finally:
         await db.close()
-    # A line when Kafka went away (two if the way it failed changed), not one per retry.
-    assert 1 <= bridge.output().count("Kafka unavailable") <= 2, bridge.output()
+    # A line when Kafka went away (a few if the way it failed changed), not one per retry (ten a second).
+    assert 1 <= bridge.output().count("Kafka unavailable") <= 3, bridge.output()
     assert bridge.terminate() == 0
 
 
@@ -100,5 +100,5 @@ async def test_postgresql_restarted_mid_stream(outage_stack: Stack, outage_db: s
         assert await assert_published_exactly_once(db, outage_stack.bootstrap, bridges.topic) > 1000
     finally:
         await db.close()
-    assert 1 <= bridge.output().count("PostgreSQL unavailable") <= 2, bridge.output()
+    assert 1 <= bridge.output().count("PostgreSQL unavailable") <= 3, bridge.output()
     assert bridge.terminate() == 0

@@ -60,10 +60,11 @@ async def test_kill_9_at_random_moments_during_a_parallel_load_loses_and_doubles
     topic_name: str,
 ) -> None:  # fmt: skip
     bridge = bridges().start()
-    loading = asyncio.create_task(load(database_url, loaders=4, operations=20_000, batch=100, pause=0.1))
+    loading = asyncio.create_task(load(database_url, loaders=4, operations=20_000, batch=100, pause=0.4))
     rng = random.Random()
     for _ in range(5):
-        await asyncio.sleep(rng.uniform(0.3, 1.0))
+        await wait_for_log(bridge, "leader:")  # kill a bridge that publishes, not one still starting
+        await asyncio.sleep(rng.uniform(0.05, 0.8))
         bridge.kill()
         bridge = bridges().start()
     assert not loading.done(), "the load ended before the last kill"
