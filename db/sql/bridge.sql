@@ -12,9 +12,9 @@ SELECT id, key, value, ce_id, ce_time, occurred_epoch
  LIMIT $1;
 
 -- name: next_batch_after
--- The batch after one that is still being published (ids up to $1, $3 of them, not deleted yet), read while
--- that one is in its Kafka transaction. `behind` counts the rows with ids up to $1 in the same snapshot: more
--- than $3 means a transaction with smaller ids committed late; its rows must go out before any later row of
+-- The batch after one that is still being published (ids up to $1, not deleted yet), read while that one is
+-- in its Kafka transaction. `behind` counts the rows with ids up to $1 in the same snapshot: more than that
+-- batch held means a transaction with smaller ids committed late; its rows must go out before any later row of
 -- their pair, so the caller discards this batch and reads from the start once the deletion is done. Without
 -- rows after $1, one row of NULLs still carries `behind`.
 SELECT b.behind, o.*
