@@ -16,7 +16,6 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from db.config import LOCAL_DATABASE_URL, normalize_database_url
 from db.load import ensure_reference_data
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
+from tests.private_stack import free_port
 from tests.topic import read_topic
 
 REPO = Path(__file__).resolve().parents[1]
@@ -50,13 +50,6 @@ SELECT 1 + g % 1000, 1 + (g / 1000) % 10,
        5 * (1 - g % 2), g, now()
   FROM generate_series(1, $1) g
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class Scratch:

@@ -68,6 +68,43 @@ class StateLog:
             log.log(level, "%s%s", state, f": {detail}" if detail else "")
 
 
+class BatchSender:
+    """Sends events partition by partition in record batches it fills itself: about twice the rate of one
+    `send()` per event, which is mostly per-message bookkeeping. A key's partition is the default
+    partitioner's (murmur2, as Kafka's own clients compute it), and each partition's events keep their order."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, source: str) -> None:
+        self.producer, self.topic, self.source = producer, topic, source
+        self.partition_of: dict[bytes, int] = {}  # murmur2 is pure Python (≈ 2.5 µs a key); pairs repeat
+        self.partitions: list[int] = []
+
+    async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
+        """rows: of the view status_change_events (key, value, ce_id, ce_time). Returns the batches' deliveries."""
+        deliveries = []
+        producer = self.producer
+        partitions = sorted(await producer.partitions_for(self.topic))
+        if partitions != self.partitions:  # partitions were added: keys move
+            self.partitions, self.partition_of = partitions, {}
+        builders: dict[int, Any] = {}
+        for row in rows:
+            key, value = row["key"].encode(), row["value"].encode()
+            headers = cloudevents_headers(row["ce_id"], row["ce_time"], self.source)
+            partition = self.partition_of.get(key)
+            if partition is None:
+                partition = self.partition_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
+                deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
+                builder = builders[partition] = producer.create_batch()
+                if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                    raise BridgeError(f"event {row['ce_id']} does not fit in a Kafka record batch", retriable=False)
+        for partition, builder in builders.items():
+            deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
+        return deliveries
+
+
 class Relay:
     def __init__(self, settings: BridgeSettings, stop: asyncio.Event, metrics: BridgeMetrics) -> None:
         self.settings = settings
@@ -183,7 +220,7 @@ class Relay:
             log.info("recovered: the last committed batch held %d outbox rows; %s", len(ids), deleted)
 
     async def _publish_until_stopped(
-        self, control: asyncpg.Connection, work: asyncpg.Connection, sender: "BatchSender"
+        self, control: asyncpg.Connection, work: asyncpg.Connection, sender: BatchSender
     ) -> None:
         s = self.settings
         wake = asyncio.Event()
@@ -219,7 +256,7 @@ class Relay:
             if rows:
                 await self._drain(work, sender, rows)
 
-    async def _drain(self, work: asyncpg.Connection, sender: "BatchSender", rows: Sequence[asyncpg.Record]) -> None:
+    async def _drain(self, work: asyncpg.Connection, sender: BatchSender, rows: Sequence[asyncpg.Record]) -> None:
         """Publishes batch after batch until the outbox is empty (or the bridge stops). Behind a backlog, batch
         N+1 is read while batch N is in its Kafka transaction, and batch N is deleted while batch N+1 is being
         sent; batch N+1 commits only once batch N's deletion is done, so a crash leaves at most the last
@@ -268,7 +305,7 @@ class Relay:
         return [row for row in rows if row["id"] is not None]
 
     async def _transaction(
-        self, sender: "BatchSender", rows: Sequence[asyncpg.Record], ids: Sequence[int],
+        self, sender: BatchSender, rows: Sequence[asyncpg.Record], ids: Sequence[int],
         after: "asyncio.Future[str] | None",
     ) -> None:  # fmt: skip
         """One Kafka transaction: the events, and the state record naming their outbox ids. It commits only after
@@ -325,43 +362,6 @@ async def close_quietly(closing: Awaitable[None], what: str) -> None:
         await asyncio.wait_for(closing, CLOSE_TIMEOUT_S)
     except Exception as e:
         log.debug("closing %s: %s: %s", what, type(e).__name__, e)
-
-
-class BatchSender:
-    """Sends events partition by partition in record batches it fills itself: about twice the rate of one
-    `send()` per event, which is mostly per-message bookkeeping. A key's partition is the default
-    partitioner's (murmur2, as Kafka's own clients compute it), and each partition's events keep their order."""
-
-    def __init__(self, producer: AIOKafkaProducer, topic: str, source: str) -> None:
-        self.producer, self.topic, self.source = producer, topic, source
-        self.partition_of: dict[bytes, int] = {}  # murmur2 is pure Python (≈ 2.5 µs a key); pairs repeat
-        self.partitions: list[int] = []
-
-    async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
-        """rows: of the view status_change_events (key, value, ce_id, ce_time). Returns the batches' deliveries."""
-        deliveries = []
-        producer = self.producer
-        partitions = sorted(await producer.partitions_for(self.topic))
-        if partitions != self.partitions:  # partitions were added: keys move
-            self.partitions, self.partition_of = partitions, {}
-        builders: dict[int, Any] = {}
-        for row in rows:
-            key, value = row["key"].encode(), row["value"].encode()
-            headers = cloudevents_headers(row["ce_id"], row["ce_time"], self.source)
-            partition = self.partition_of.get(key)
-            if partition is None:
-                partition = self.partition_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-            builder = builders.get(partition)
-            if builder is None:
-                builder = builders[partition] = producer.create_batch()
-            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
-                deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
-                builder = builders[partition] = producer.create_batch()
-                if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    raise BridgeError(f"event {row['ce_id']} does not fit in a Kafka record batch", retriable=False)
-        for partition, builder in builders.items():
-            deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
-        return deliveries
 
 
 def state_record(ids: Sequence[int], event_ids: Sequence[str]) -> bytes:

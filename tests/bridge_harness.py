@@ -10,7 +10,8 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
@@ -164,3 +165,24 @@ async def wait_for_log(bridge: Bridge, text: str, timeout: float = 30) -> None:
         assert bridge.running(), bridge.output()
         assert time.monotonic() < deadline, f"{text!r} not in the bridge's log:\n{bridge.output()}"
         await asyncio.sleep(0.1)
+
+
+@asynccontextmanager
+async def outbox_deletions_held(url: str) -> AsyncIterator[asyncpg.Connection]:
+    """Holds the outbox against deletion (reads still pass) until the block ends; yields the holding connection,
+    which is inside the holding transaction."""
+    holder = await asyncpg.connect(url)
+    try:
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE status_change_outbox IN EXCLUSIVE MODE")
+            yield holder  # the block's end ends the transaction (it changed nothing) and so the lock
+    finally:
+        await holder.close()
+
+
+async def wait_for_records(bootstrap: str, topic: str, count: int, bridge: Bridge, timeout: float = 30) -> None:
+    """Until the topic holds `count` committed records (the bridge must stay up meanwhile)."""
+    deadline = time.monotonic() + timeout
+    while len(await read_topic(bootstrap, topic)) < count:
+        assert bridge.running() and time.monotonic() < deadline, bridge.output()
+        await asyncio.sleep(0.2)

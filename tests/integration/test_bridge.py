@@ -13,7 +13,16 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from db.load import ensure_reference_data
-from tests.bridge_harness import AUDIT, Bridges, assert_published_exactly_once, drained, load, wait_for_log
+from tests.bridge_harness import (
+    AUDIT,
+    Bridges,
+    assert_published_exactly_once,
+    drained,
+    load,
+    outbox_deletions_held,
+    wait_for_log,
+    wait_for_records,
+)
 from tests.topic import read_topic
 
 pytestmark = pytest.mark.integration
@@ -138,20 +147,11 @@ async def test_a_crash_between_the_kafka_commit_and_the_outbox_delete_is_recover
 ) -> None:  # fmt: skip
     await load(database_url, loaders=1, operations=500, batch=100)
     produced = await audited_db.fetchval("SELECT count(*) FROM outbox_audit")
-    # Hold the outbox against deletion (reads still pass): the bridge publishes and commits, then waits on its
-    # DELETE, and dies there.
-    holder = await asyncpg.connect(database_url)
-    hold = holder.transaction()
-    await hold.start()
-    await holder.execute("LOCK TABLE status_change_outbox IN EXCLUSIVE MODE")
-    first = bridges().start()
-    deadline = time.monotonic() + 30
-    while len(await read_topic(kafka_bootstrap, topic_name)) < min(produced, 1000):
-        assert first.running() and time.monotonic() < deadline, first.output()
-        await asyncio.sleep(0.2)
-    first.kill()
-    await hold.rollback()
-    await holder.close()
+    # The bridge publishes and commits, then waits on its DELETE, and dies there.
+    async with outbox_deletions_held(database_url):
+        first = bridges().start()
+        await wait_for_records(kafka_bootstrap, topic_name, min(produced, 1000), first)
+        first.kill()
     assert await audited_db.fetchval("SELECT count(*) FROM status_change_outbox") == produced
 
     second = bridges().start()
@@ -197,35 +197,27 @@ async def test_a_stale_leader_is_fenced_and_its_open_transaction_never_shows(
     bridges.env["BRIDGE_BATCH_SIZE"] = "100"
     # Deletions wait on this lock: the first leader commits batch 1, then holds batch 2's transaction open
     # until batch 1 is deleted.
-    holder = await asyncpg.connect(database_url)
-    hold = holder.transaction()
-    await hold.start()
-    await holder.execute("LOCK TABLE status_change_outbox IN EXCLUSIVE MODE")
-    first = bridges().start()
-    deadline = time.monotonic() + 30
-    while len(await read_topic(kafka_bootstrap, topic_name)) < 100:
-        assert first.running() and time.monotonic() < deadline, first.output()
-        await asyncio.sleep(0.2)
-    await asyncio.sleep(1)  # batch 2 sent, its commit waiting
-    # The first leader loses its session (as behind a network partition) but does not know it yet.
-    terminated = await holder.fetchval(
-        "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-    )
-    assert terminated == 1  # the leadership lock (a draining leader does not hold "listening")
-    second = bridges().start()
-    # The second leader has fenced the first (its producer started) once its recovery waits on the lock too.
-    # Watched from outside the holding transaction, in which pg_stat_activity would not change.
-    waiting = (
-        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
-        " AND query LIKE '%DELETE FROM status_change_outbox%'"
-    )
-    deadline = time.monotonic() + 30
-    while await audited_db.fetchval(waiting) < 2:
-        assert second.running() and time.monotonic() < deadline, second.output()
-        await asyncio.sleep(0.2)
-    await hold.rollback()
-    await holder.close()
+    async with outbox_deletions_held(database_url) as holder:
+        first = bridges().start()
+        await wait_for_records(kafka_bootstrap, topic_name, 100, first)
+        await asyncio.sleep(1)  # batch 2 sent, its commit waiting
+        # The first leader loses its session (as behind a network partition) but does not know it yet.
+        terminated = await holder.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )
+        assert terminated == 1  # the leadership lock (a draining leader does not hold "listening")
+        second = bridges().start()
+        # The second leader has fenced the first (its producer started) once its recovery waits on the lock
+        # too. Watched from outside the holding transaction, in which pg_stat_activity would not change.
+        waiting = (
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query LIKE '%DELETE FROM status_change_outbox%'"
+        )
+        deadline = time.monotonic() + 30
+        while await audited_db.fetchval(waiting) < 2:
+            assert second.running() and time.monotonic() < deadline, second.output()
+            await asyncio.sleep(0.2)
     await wait_for_log(second, "leader:")
     await wait_for_log(first, "fenced")
     await drained(audited_db, second.running)
