@@ -1,6 +1,7 @@
 """The bridge's metrics (Prometheus text format) and health endpoints, served on BRIDGE_METRICS_PORT:
 `/metrics`, `/healthz` (the process is alive) and `/readyz` (connected to PostgreSQL and Kafka; says leader or
-standby). A few instruments written out by hand: the bridge needs nothing more."""
+standby). A few instruments written out by hand: the project needs nothing more (the API builds its labelled
+families from them too)."""
 
 import asyncio
 import json
@@ -67,15 +68,20 @@ class Histogram:
             self.counts[i] += 1
 
     def render(self) -> str:
-        lines = [f"# HELP {self.name} {self.help}", f"# TYPE {self.name} histogram"]
-        lines += [
-            f'{self.name}_bucket{{le="{_number(b)}"}} {c}'
+        return f"# HELP {self.name} {self.help}\n# TYPE {self.name} histogram\n" + self.samples()
+
+    def samples(self, labels: str = "") -> str:
+        """The sample lines; `labels` (`route="/x",method="GET"`) are put on each, for a family of histograms."""
+        sep = "," if labels else ""
+        lines = [
+            f'{self.name}_bucket{{{labels}{sep}le="{_number(b)}"}} {c}'
             for b, c in zip(self.buckets, accumulate(self.counts), strict=True)
         ]
+        braced = f"{{{labels}}}" if labels else ""
         lines += [
-            f'{self.name}_bucket{{le="+Inf"}} {self.observations}',
-            f"{self.name}_sum {_number(self.total)}",
-            f"{self.name}_count {self.observations}",
+            f'{self.name}_bucket{{{labels}{sep}le="+Inf"}} {self.observations}',
+            f"{self.name}_sum{braced} {_number(self.total)}",
+            f"{self.name}_count{braced} {self.observations}",
         ]
         return "\n".join(lines) + "\n"
 

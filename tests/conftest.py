@@ -10,6 +10,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
+from tests.api_harness import Api, serve
 from tests.services import NoServices, Services, services
 
 
@@ -80,3 +81,10 @@ async def topic(kafka_bootstrap: str, topic_name: str) -> AsyncIterator[str]:
         await admin.delete_topics([topic_name])
     finally:
         await admin.close()
+
+
+@pytest.fixture
+async def api(database_url: str) -> AsyncIterator[Api]:
+    """The API over this test's database, served on a loopback port; a key for each role."""
+    async with serve(database_url) as running:
+        yield running

@@ -1,0 +1,103 @@
+"""`python -m api`: serve the API (uvicorn, API_HOST:API_PORT).
+`python -m api create-key --name NAME --role ROLE`: make an API key; it is printed once, alone on the last line.
+`python -m api local-admin-key --file PATH`: local development only: print the admin key kept in PATH, making
+one (and the file) when there is none; `make up` runs it."""
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+from pathlib import Path
+
+import uvicorn
+from pydantic import ValidationError
+
+from api.app import create_app
+from api.auth import Role, key_hash, new_key
+from api.config import ApiSettings
+from db.connect import DatabaseUnavailable, connect
+from db.queries import queries
+
+Q = queries("api")
+
+
+async def create_key(settings: ApiSettings, name: str, role: Role) -> str:
+    conn = await connect(settings.database_url)
+    try:
+        key = new_key()
+        await conn.execute(Q["create_api_key"], name, role, key_hash(key), key[:10])
+        return key
+    finally:
+        await conn.close()
+
+
+async def local_admin_key(settings: ApiSettings, file: Path) -> tuple[str, bool]:
+    """The key kept in `file` if it is an active admin key, else a new one written there. (key, made now)."""
+    if file.exists():
+        key = file.read_text(encoding="utf-8").strip()
+        conn = await connect(settings.database_url)
+        try:
+            row = await conn.fetchrow(Q["api_key_by_hash"], key_hash(key))
+        finally:
+            await conn.close()
+        if row is not None and row["role"] == Role.admin:
+            return key, False
+    key = await create_key(settings, "local-admin", Role.admin)
+    file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(key + "\n")
+    return key, True
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m api", description="The warehouse-tracker HTTP API.")
+    sub = p.add_subparsers(dest="command")
+    sub.add_parser("serve", help="serve the API (the default)")
+    create = sub.add_parser("create-key", help="make an API key; printed once, on the last line")
+    create.add_argument("--name", required=True, help="who or what uses the key")
+    create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    local = sub.add_parser("local-admin-key", help="local development: print (or make) the admin key kept in a file")
+    local.add_argument("--file", type=Path, default=Path(".stack/local-admin-key"))
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        settings = ApiSettings()
+    except ValidationError as e:
+        print(f"api: invalid settings:\n{e}", file=sys.stderr)
+        return 2
+    if args.command == "create-key":
+        if not args.name.strip():
+            print("api: --name must not be empty", file=sys.stderr)
+            return 2
+        try:
+            key = asyncio.run(create_key(settings, args.name.strip(), Role(args.role)))
+        except DatabaseUnavailable as e:
+            print(f"api: {e}", file=sys.stderr)
+            return 1
+        print(f"API key {args.name.strip()!r} ({args.role}) made. It is shown only now; keep it:")
+        print(key)
+        return 0
+    if args.command == "local-admin-key":
+        if settings.environment != "local":
+            print("api: local-admin-key is for local development (ENVIRONMENT=local); use create-key", file=sys.stderr)
+            return 2
+        try:
+            key, made = asyncio.run(local_admin_key(settings, args.file))
+        except DatabaseUnavailable as e:
+            print(f"api: {e}", file=sys.stderr)
+            return 1
+        print(f"{'Made a' if made else 'The'} local admin API key (kept in {args.file}):")
+        print(key)
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

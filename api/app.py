@@ -1,0 +1,66 @@
+"""The composition root of the API process: settings → store, key cache, metrics → the FastAPI app."""
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import FastAPI
+
+from api import problems
+from api.auth import KeyCache
+from api.config import ApiSettings
+from api.metrics import MetricsMiddleware, RequestMetrics
+from api.problems import DatabaseUnavailable
+from api.routes import balances, catalog, health, keys, operations
+from api.store import Store
+
+log = logging.getLogger(__name__)
+FORGET_EVERY_S = 3600.0
+
+DESCRIPTION = """Stock balances and statuses of every product at every warehouse, the global count of status
+changes, and the operations that change them. Every route but /healthz, /readyz and the docs needs an API key:
+`Authorization: Bearer <key>`. Errors are RFC 9457 problem details with a stable `type`."""
+
+
+async def forget_idempotency_keys(store: Store, hours: int) -> None:
+    """Hourly: results of writes older than API_IDEMPOTENCY_HOURS are dropped; their keys can be used anew."""
+    while True:
+        try:
+            deleted = await store.fetchval("forget_idempotency_keys", hours)
+            log.debug("forgot idempotency keys: %s", deleted)
+        except DatabaseUnavailable as e:
+            log.warning("could not forget old idempotency keys: %s", e.detail)
+        await asyncio.sleep(FORGET_EVERY_S)
+
+
+def create_app(settings: ApiSettings) -> FastAPI:
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with Store.open(settings.database_url, settings.api_pool_size, settings.api_statement_timeout) as store:
+            app.state.store = store
+            forgetting = asyncio.create_task(
+                forget_idempotency_keys(store, settings.api_idempotency_hours), name="forget-idempotency-keys"
+            )
+            try:
+                yield
+            finally:
+                forgetting.cancel()
+                await asyncio.gather(forgetting, return_exceptions=True)
+
+    app = FastAPI(title="warehouse-tracker", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app.state.keys = KeyCache(settings.api_key_cache_seconds)
+    app.state.metrics = RequestMetrics()
+    problems.install(app)
+    for module in (balances, operations, catalog, keys, health):
+        app.include_router(module.router)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

@@ -1,0 +1,20 @@
+"""The API's settings, from the environment (or .env)."""
+
+from pydantic import Field
+
+from db.config import DatabaseSettings
+
+
+class ApiSettings(DatabaseSettings):
+    api_host: str = "0.0.0.0"
+    """Address the API listens on."""
+    api_port: int = Field(default=8000, ge=1, le=65535)
+    """Port the API listens on (OpenAPI docs at /docs)."""
+    api_pool_size: int = Field(default=10, ge=1, le=200)
+    """Most PostgreSQL connections the API holds; requests beyond it queue for one."""
+    api_statement_timeout: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds a query may run (a threshold change waits for running writers) before the request fails with 503."""
+    api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
+    """How long a process trusts an API key it has checked; a key revoked elsewhere stops working within this."""
+    api_idempotency_hours: int = Field(default=24, ge=1, le=24 * 90)
+    """How long a write's Idempotency-Key is remembered (its result is replayed to a retry)."""

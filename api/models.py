@@ -1,0 +1,156 @@
+"""What the API takes and gives: request and response bodies."""
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from api.auth import Role
+
+MAX_BIGINT = 2**63 - 1
+MAX_INT = 2**31 - 1
+Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
+Quantity = Annotated[int, Field(ge=1, le=MAX_INT, description="How many units, 1 or more.")]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Threshold = Annotated[int, Field(ge=0, le=MAX_INT, description="At or below it, a stocked item is running low.")]
+
+
+class StockStatus(StrEnum):
+    available = "available"
+    running_low = "running_low"
+    out_of_stock = "out_of_stock"
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Balance(BaseModel):
+    product_id: int
+    warehouse_id: int
+    quantity: int
+    status: StockStatus
+    updated_at: datetime | None
+    """When the balance was last written; null for a pair never stocked."""
+
+
+class BalanceAfterWrite(Balance):
+    previous_status: StockStatus
+    """The status before this write: it differs from `status` when the write changed it."""
+
+
+class StatusChangeCount(BaseModel):
+    status_changes: int
+    """Every status change ever made, exact at the moment of the request."""
+
+
+class OperationIn(Input):
+    operation_type: Literal["receipt", "shipment", "adjustment"]
+    product_id: Id
+    warehouse_id: Id
+    quantity: Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
+    """receipt and shipment: how many units come in or go out (1 or more). adjustment: the signed correction
+    (+5 found, -3 lost; not 0)."""
+
+    @model_validator(mode="after")
+    def _quantity_fits_type(self) -> "OperationIn":
+        if self.operation_type == "adjustment" and self.quantity == 0:
+            raise ValueError("an adjustment changes the quantity: give a signed amount other than 0")
+        if self.operation_type != "adjustment" and self.quantity < 1:
+            raise ValueError(f"a {self.operation_type} moves 1 unit or more; for a correction use an adjustment")
+        return self
+
+    @property
+    def signed_quantity(self) -> int:
+        return -self.quantity if self.operation_type == "shipment" else self.quantity
+
+
+class OperationOut(BaseModel):
+    operation_id: int
+    operation_type: str
+    product_id: int
+    warehouse_id: int
+    quantity: int
+    created_at: datetime
+    balance: BalanceAfterWrite
+
+
+class TransferIn(Input):
+    product_id: Id
+    from_warehouse_id: Id
+    to_warehouse_id: Id
+    quantity: Quantity
+
+    @model_validator(mode="after")
+    def _two_warehouses(self) -> "TransferIn":
+        if self.from_warehouse_id == self.to_warehouse_id:
+            raise ValueError("a transfer moves stock between two different warehouses")
+        return self
+
+
+class TransferOut(BaseModel):
+    transfer_id: UUID
+    product_id: int
+    quantity: int
+    source: BalanceAfterWrite
+    destination: BalanceAfterWrite
+
+
+class ProductIn(Input):
+    name: Name
+    low_stock_threshold: Threshold = 10
+
+
+class ProductPatch(Input):
+    name: Name | None = None
+    low_stock_threshold: Threshold | None = None
+    """A new threshold re-evaluates the product's status at every warehouse at once."""
+
+    @model_validator(mode="after")
+    def _changes_something(self) -> "ProductPatch":
+        if self.name is None and self.low_stock_threshold is None:
+            raise ValueError("give name, low_stock_threshold or both")
+        return self
+
+
+class Product(BaseModel):
+    id: int
+    name: str
+    low_stock_threshold: int
+    created_at: datetime
+
+
+class WarehouseIn(Input):
+    name: Name
+
+
+class Warehouse(BaseModel):
+    id: int
+    name: str
+    created_at: datetime
+
+
+class ApiKeyIn(Input):
+    name: Name
+    role: Role
+
+
+class ApiKey(BaseModel):
+    id: int
+    name: str
+    role: Role
+    key_prefix: str
+    """The key's first characters, to tell keys apart."""
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class NewApiKey(ApiKey):
+    key: str
+    """The key itself. Shown only in this response: the API stores its hash."""
+
+
+class Health(BaseModel):
+    status: Literal["ok", "ready"]

@@ -1,0 +1,180 @@
+"""Every error the API returns: RFC 9457 problem details (`application/problem+json`) with a stable `type`.
+
+Code raises an `ApiError` subclass; the handlers here turn it, FastAPI's validation errors and Starlette's HTTP
+errors into problem responses. Nothing else reaches the client: an unexpected exception is a logged 500."""
+
+import logging
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger(__name__)
+
+
+class FieldError(BaseModel):
+    field: str
+    """Where: `body.quantity`, `query.limit`, `path.product_id`, `header.idempotency-key`."""
+    message: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details. `type` is stable: clients branch on it, never on `title` or `detail`."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldError] | None = None
+    """422 validation: each invalid field and why."""
+    available: int | None = None
+    """409 insufficient stock: what the source has."""
+    requested: int | None = None
+    """409 insufficient stock: what the operation asked for."""
+
+
+class ApiError(Exception):
+    """The request failed."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "/problems/internal"
+    title: ClassVar[str] = "Internal error"
+
+    def __init__(self, detail: str, headers: dict[str, str] | None = None, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extensions = extensions
+
+
+class Unauthenticated(ApiError):
+    status, type, title = 401, "/problems/unauthenticated", "No valid API key"
+
+
+class Forbidden(ApiError):
+    status, type, title = 403, "/problems/forbidden", "The key's role does not allow this"
+
+
+class UnknownProduct(ApiError):
+    status, type, title = 404, "/problems/unknown-product", "Unknown product"
+
+
+class UnknownWarehouse(ApiError):
+    status, type, title = 404, "/problems/unknown-warehouse", "Unknown warehouse"
+
+
+class UnknownApiKey(ApiError):
+    status, type, title = 404, "/problems/unknown-api-key", "Unknown API key"
+
+
+class InsufficientStock(ApiError):
+    status, type, title = 409, "/problems/insufficient-stock", "Insufficient stock"
+
+
+class LastAdminKey(ApiError):
+    status, type, title = 409, "/problems/last-admin-key", "The last admin key cannot be revoked"
+
+
+class IdempotencyKeyReused(ApiError):
+    status, type, title = 422, "/problems/idempotency-key-reused", "Idempotency-Key reused for another request"
+
+
+class InvalidRequest(ApiError):
+    status, type, title = 422, "/problems/validation", "Invalid request"
+
+
+class DatabaseUnavailable(ApiError):
+    status, type, title = 503, "/problems/database-unavailable", "Database unavailable"
+
+
+# Errors Starlette raises itself (no route, wrong method, …).
+_HTTP_TYPES = {404: "/problems/not-found", 405: "/problems/method-not-allowed"}
+
+
+def problem_response(
+    status: int, type_: str, title: str, detail: str, headers: dict[str, str] | None = None, **extensions: Any
+) -> JSONResponse:
+    body = {"type": type_, "title": title, "status": status, "detail": detail, **extensions}
+    return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
+    return [
+        {"field": ".".join(str(part) for part in e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
+        for e in errors
+    ]
+
+
+async def _api_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ApiError)
+    return problem_response(exc.status, exc.type, exc.title, exc.detail, exc.headers, **exc.extensions)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = field_errors(exc.errors())
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    return problem_response(422, InvalidRequest.type, InvalidRequest.title, detail, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    return problem_response(
+        exc.status_code, _HTTP_TYPES.get(exc.status_code, "about:blank"), _title(exc.status_code),
+        str(exc.detail), dict(exc.headers) if exc.headers else None,
+    )  # fmt: skip
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unexpected error on %s %s", request.method, request.url.path, exc_info=exc)
+    return problem_response(500, ApiError.type, ApiError.title, "the server failed; the error is in its log")
+
+
+def _title(status: int) -> str:
+    from http import HTTPStatus
+
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route: the problems it can return, besides 401/403/422/503 every route has."""
+    common: tuple[type[ApiError], ...] = (Unauthenticated, Forbidden, InvalidRequest, DatabaseUnavailable)
+    out: dict[int | str, dict[str, Any]] = {}
+    for error in (*common, *errors):
+        entry = out.setdefault(error.status, {"description": "", "model": Problem})
+        entry["description"] = " / ".join(filter(None, [entry["description"], error.title]))
+    return out
+
+
+def document_problems(schema: dict[str, Any]) -> dict[str, Any]:
+    """Every 4xx/5xx response of the OpenAPI document as problem+json (FastAPI writes application/json, and its
+    own 422 schema, which this API never returns)."""
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    problem = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(problem.pop("$defs", {}))
+    schemas["Problem"] = problem
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
+    for operations in schema.get("paths", {}).values():
+        for operation in operations.values():
+            for code, response in operation.get("responses", {}).items():
+                if code[0] in "45":
+                    response["content"] = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+    return schema

@@ -1,0 +1,40 @@
+"""For operators and orchestrators: liveness, readiness and Prometheus metrics."""
+
+import asyncio
+
+from fastapi import APIRouter, Request, Response
+
+from api.auth import Viewer
+from api.models import Health
+from api.problems import DatabaseUnavailable, responses
+from api.routes.common import Db
+
+router = APIRouter(tags=["operations of the service"])
+READY_TIMEOUT_S = 2.0
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    """The process answers. No key needed."""
+    return Health(status="ok")
+
+
+@router.get("/readyz", responses={503: responses(DatabaseUnavailable)[503]})
+async def readyz(db: Db) -> Health:
+    """PostgreSQL answers (within 2 s). No key needed."""
+    try:
+        await asyncio.wait_for(db.fetchval("ping"), READY_TIMEOUT_S)
+    except TimeoutError as e:
+        raise DatabaseUnavailable(f"PostgreSQL did not answer within {READY_TIMEOUT_S:g} s") from e
+    return Health(status="ready")
+
+
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={**responses(), 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request, _: Viewer) -> Response:
+    """Prometheus text format: requests by route and status code, and their latency. Needs a key (viewer): give
+    Prometheus one in its scrape config (`authorization: {credentials: <key>}`)."""
+    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")

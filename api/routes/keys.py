@@ -1,0 +1,43 @@
+"""API keys, for admins: make one (shown once), list them, revoke one."""
+
+from fastapi import APIRouter, Request, Response
+
+from api.auth import Admin, key_hash, new_key
+from api.models import ApiKey, ApiKeyIn, NewApiKey
+from api.problems import LastAdminKey, UnknownApiKey, responses
+from api.routes.common import Db, PathId
+from api.store import Q
+
+router = APIRouter(tags=["api keys"])
+
+
+@router.post("/api-keys", status_code=201, responses=responses())
+async def create_api_key(body: ApiKeyIn, db: Db, _: Admin) -> NewApiKey:
+    """A new key with a role. The key is in this response only: store it now."""
+    key = new_key()
+    row = await db.fetchrow("create_api_key", body.name, body.role, key_hash(key), key[:10])
+    assert row is not None
+    return NewApiKey(**row, key=key)
+
+
+@router.get("/api-keys", responses=responses())
+async def list_api_keys(db: Db, _: Admin) -> list[ApiKey]:
+    """Every key, revoked ones too (never the key itself)."""
+    return [ApiKey(**r) for r in await db.fetch("api_keys")]
+
+
+@router.delete("/api-keys/{key_id}", status_code=204, responses=responses(UnknownApiKey, LastAdminKey))
+async def revoke_api_key(key_id: PathId, request: Request, db: Db, _: Admin) -> Response:
+    """Revoke a key: it stops working at once on this API process, within API_KEY_CACHE_SECONDS on others.
+    Revoking a revoked key is a no-op. The last active admin key cannot be revoked (409)."""
+    async with db.transaction() as conn:
+        await conn.execute(Q["lock_api_keys"])
+        key = await conn.fetchrow(Q["api_key"], key_id)
+        if key is None:
+            raise UnknownApiKey(f"API key {key_id} does not exist")
+        if key["revoked_at"] is None:
+            if key["role"] == "admin" and await conn.fetchval(Q["active_admin_keys"]) <= 1:
+                raise LastAdminKey(f"key {key_id} is the last active admin key; make another admin key first")
+            await conn.execute(Q["revoke_api_key"], key_id)
+    request.app.state.keys.forget(key_id)
+    return Response(status_code=204)

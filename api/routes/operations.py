@@ -1,0 +1,95 @@
+"""Writes of stock: operations (receipt, shipment, adjustment) and transfers. The database's triggers apply each
+to the balances, statuses, counter and outbox in the same transaction; the response shows the balances after."""
+
+from typing import Annotated
+
+import asyncpg
+from fastapi import APIRouter, Header, Response
+
+from api.auth import Operator
+from api.models import BalanceAfterWrite, OperationIn, OperationOut, TransferIn, TransferOut
+from api.problems import IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse, responses
+from api.routes.common import Db
+from api.store import Q, request_hash
+
+router = APIRouter(tags=["operations"])
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+        description="Any unique string (a UUID): a retry with the same key gets the first result and writes nothing.",
+    ),
+]  # fmt: skip
+WRITE_ERRORS = responses(UnknownProduct, UnknownWarehouse, InsufficientStock, IdempotencyKeyReused)
+REPLAYED = {
+    "Idempotent-Replayed": {
+        "description": "`true` when this is the stored result of an earlier request with the same Idempotency-Key.",
+        "schema": {"type": "string"},
+    }
+}
+
+
+async def balance_after(conn: asyncpg.Connection, product_id: int, warehouse_id: int) -> BalanceAfterWrite:
+    row = await conn.fetchrow(Q["balance_after_write"], product_id, warehouse_id)
+    assert row is not None, "the write made the row"
+    return BalanceAfterWrite(**row)
+
+
+def replayed(response: Response, was: bool) -> None:
+    if was:
+        response.headers["Idempotent-Replayed"] = "true"
+
+
+@router.post("/operations", status_code=201, responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}})
+async def record_operation(
+    body: OperationIn,
+    response: Response,
+    db: Db,
+    caller: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> OperationOut:
+    """Record a receipt, a shipment or an adjustment. A shipment (or a negative adjustment) larger than the stock
+    is refused with 409 and changes nothing."""
+
+    async def write(conn: asyncpg.Connection) -> OperationOut:
+        row = await conn.fetchrow(
+            Q["record_operation"], body.product_id, body.warehouse_id, body.signed_quantity, body.operation_type
+        )
+        assert row is not None
+        return OperationOut(
+            operation_id=row["id"], operation_type=body.operation_type, product_id=body.product_id,
+            warehouse_id=body.warehouse_id, quantity=body.quantity, created_at=row["created_at"],
+            balance=await balance_after(conn, body.product_id, body.warehouse_id),
+        )  # fmt: skip
+
+    fingerprint = request_hash("POST /operations", body.model_dump_json())
+    result, was_replayed = await db.write_once(caller.key_id, idempotency_key, fingerprint, write)
+    replayed(response, was_replayed)
+    return OperationOut.model_validate(result)
+
+
+@router.post("/transfers", status_code=201, responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}})
+async def transfer(
+    body: TransferIn,
+    response: Response,
+    db: Db,
+    caller: Operator,
+    idempotency_key: IdempotencyKey = None,
+) -> TransferOut:
+    """Move stock of a product from one warehouse to another, atomically: not enough at the source moves
+    nothing (409)."""
+
+    async def write(conn: asyncpg.Connection) -> TransferOut:
+        transfer_id = await conn.fetchval(
+            Q["transfer"], body.product_id, body.from_warehouse_id, body.to_warehouse_id, body.quantity
+        )
+        return TransferOut(
+            transfer_id=transfer_id, product_id=body.product_id, quantity=body.quantity,
+            source=await balance_after(conn, body.product_id, body.from_warehouse_id),
+            destination=await balance_after(conn, body.product_id, body.to_warehouse_id),
+        )  # fmt: skip
+
+    fingerprint = request_hash("POST /transfers", body.model_dump_json())
+    result, was_replayed = await db.write_once(caller.key_id, idempotency_key, fingerprint, write)
+    replayed(response, was_replayed)
+    return TransferOut.model_validate(result)

@@ -1,0 +1,128 @@
+"""The API's adapter to PostgreSQL: a connection pool, the named queries of db/sql/api.sql, and the translation of
+driver errors into the API's errors (the database's own rules raise WH001 to WH003; see db/migrations)."""
+
+import hashlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, cast
+
+import asyncpg
+from pydantic import BaseModel
+
+from api.problems import DatabaseUnavailable, IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse
+from db.queries import queries
+
+Q = queries("api")
+_UNAVAILABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+)
+
+
+def _fields(detail: str | None) -> dict[str, str]:
+    """`product_id=3 warehouse_id=5` (the DETAIL of the database's own errors) as a dict."""
+    return dict(part.split("=", 1) for part in (detail or "").split() if "=" in part)
+
+
+@asynccontextmanager
+async def translated() -> AsyncIterator[None]:
+    """Driver errors become the API's: a rule of the database → 4xx, PostgreSQL out of reach → 503."""
+    try:
+        yield
+    except asyncpg.PostgresError as e:
+        sqlstate = getattr(e, "sqlstate", None)
+        fields = _fields(getattr(e, "detail", None))
+        if sqlstate == "WH001":
+            available, requested = int(fields["available"]), int(fields["requested"])
+            raise InsufficientStock(
+                f"product {fields['product_id']} at warehouse {fields['warehouse_id']} has {available}, "
+                f"the operation requests {requested}; nothing was changed",
+                available=available, requested=requested,
+            ) from e  # fmt: skip
+        if sqlstate == "WH002":
+            raise UnknownProduct(f"product {fields.get('product_id')} does not exist") from e
+        if sqlstate == "WH003":
+            raise UnknownWarehouse(f"warehouse {fields.get('warehouse_id')} does not exist") from e
+        if sqlstate == "57014":  # statement_timeout
+            raise DatabaseUnavailable(
+                "the database did not answer in time (API_STATEMENT_TIMEOUT); try again", headers={"Retry-After": "1"}
+            ) from e
+        if isinstance(e, _UNAVAILABLE) or sqlstate in ("40P01", "40001"):
+            raise DatabaseUnavailable(f"PostgreSQL: {e}; try again", headers={"Retry-After": "1"}) from e
+        raise
+    except _UNAVAILABLE as e:
+        raise DatabaseUnavailable(
+            f"PostgreSQL cannot be reached ({type(e).__name__}); try again", headers={"Retry-After": "1"}
+        ) from e
+
+
+def request_hash(route: str, body: str) -> bytes:
+    return hashlib.sha256(f"{route}\n{body}".encode()).digest()
+
+
+class Store:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    @classmethod
+    @asynccontextmanager
+    async def open(cls, url: str, size: int, statement_timeout: float) -> AsyncIterator["Store"]:
+        # min_size=0: the API starts (and answers 503) while PostgreSQL is still down.
+        pool = await asyncpg.create_pool(
+            url, min_size=0, max_size=size,
+            server_settings={"statement_timeout": str(int(statement_timeout * 1000)), "application_name": "api"},
+        )  # fmt: skip
+        try:
+            yield cls(pool)
+        finally:
+            await pool.close()
+
+    async def fetch(self, name: str, *args: Any) -> list[asyncpg.Record]:
+        async with translated():
+            return await self.pool.fetch(Q[name], *args)
+
+    async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
+        async with translated():
+            return await self.pool.fetchrow(Q[name], *args)
+
+    async def fetchval(self, name: str, *args: Any) -> Any:
+        async with translated():
+            return await self.pool.fetchval(Q[name], *args)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with translated(), self.pool.acquire() as conn, conn.transaction():
+            yield cast(asyncpg.Connection, conn)  # the pool's proxy of one
+
+    async def write_once(
+        self,
+        api_key_id: int,
+        idempotency_key: str | None,
+        fingerprint: bytes,
+        write: Callable[[asyncpg.Connection], Awaitable[BaseModel]],
+    ) -> tuple[dict[str, Any], bool]:
+        """Run `write` in a transaction. With an Idempotency-Key: only the first request with it writes; a retry
+        (even a concurrent one, which waits for the first) gets the first's result, and `True` for "replayed".
+        A write that fails leaves no trace, so its retry runs again. Returns the result as JSON data."""
+        async with self.transaction() as conn:
+            if idempotency_key is None:
+                return (await write(conn)).model_dump(mode="json"), False
+            claimed = await conn.fetchval(Q["claim_idempotency_key"], api_key_id, idempotency_key, fingerprint)
+            if not claimed:
+                first = await conn.fetchrow(Q["idempotent_response"], api_key_id, idempotency_key)
+                assert first is not None, "a claim that is not ours is committed"
+                if first["request_hash"] != fingerprint:
+                    raise IdempotencyKeyReused(
+                        f"Idempotency-Key {idempotency_key!r} was first used with another request; "
+                        "use a new key for a new request"
+                    )
+                return json.loads(first["response_body"]), True
+            result = (await write(conn)).model_dump(mode="json")
+            await conn.execute(Q["store_idempotent_response"], api_key_id, idempotency_key, json.dumps(result))
+            return result, False

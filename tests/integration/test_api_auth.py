@@ -1,0 +1,177 @@
+"""Users and roles: every route against every role, missing and revoked keys, the key commands."""
+
+import asyncio
+import os
+import sys
+
+import asyncpg
+import pytest
+
+from api.app import create_app
+from api.auth import Role
+from api.config import ApiSettings
+from tests.api_harness import Api
+
+pytestmark = pytest.mark.integration
+
+PUBLIC = {("GET", "/healthz"), ("GET", "/readyz")}
+NEEDS = {
+    ("GET", "/balances"): Role.viewer,
+    ("GET", "/balances/product/{product_id}"): Role.viewer,
+    ("GET", "/balances/warehouse/{warehouse_id}"): Role.viewer,
+    ("GET", "/balances/product/{product_id}/warehouse/{warehouse_id}"): Role.viewer,
+    ("GET", "/status-change-count"): Role.viewer,
+    ("GET", "/products"): Role.viewer,
+    ("GET", "/products/{product_id}"): Role.viewer,
+    ("GET", "/warehouses"): Role.viewer,
+    ("GET", "/warehouses/{warehouse_id}"): Role.viewer,
+    ("GET", "/metrics"): Role.viewer,
+    ("POST", "/operations"): Role.operator,
+    ("POST", "/transfers"): Role.operator,
+    ("POST", "/products"): Role.admin,
+    ("PATCH", "/products/{product_id}"): Role.admin,
+    ("POST", "/warehouses"): Role.admin,
+    ("POST", "/api-keys"): Role.admin,
+    ("GET", "/api-keys"): Role.admin,
+    ("DELETE", "/api-keys/{key_id}"): Role.admin,
+}
+BODIES = {
+    "/operations": {"operation_type": "receipt", "product_id": 1, "warehouse_id": 1, "quantity": 1},
+    "/transfers": {"product_id": 1, "from_warehouse_id": 1, "to_warehouse_id": 2, "quantity": 1},
+    "/products": {"name": "p"},
+    "/products/{product_id}": {"name": "renamed"},
+    "/warehouses": {"name": "w"},
+    "/api-keys": {"name": "k", "role": "viewer"},
+}
+RANK = list(Role)
+
+
+def api_routes() -> set[tuple[str, str]]:
+    """Every (method, path) the API documents: what clients can call."""
+    paths = create_app(ApiSettings()).openapi()["paths"]
+    return {(method.upper(), path) for path, operations in paths.items() for method in operations}
+
+
+def test_every_route_of_the_app_is_in_the_matrix() -> None:
+    assert api_routes() == set(NEEDS) | PUBLIC
+
+
+async def seed(db: asyncpg.Connection) -> int:
+    """A product, two warehouses, and a spare key for DELETE to revoke; its id."""
+    await db.execute("INSERT INTO products (name) VALUES ('p1'); INSERT INTO warehouses (name) VALUES ('w1'), ('w2')")
+    return int(
+        await db.fetchval(
+            "INSERT INTO api_keys (name, role, key_hash, key_prefix) "
+            "VALUES ('spare', 'viewer', sha256('spare'::bytea), 'wt_spare') RETURNING id"
+        )
+    )
+
+
+async def test_each_role_on_each_route_gets_through_or_403(api: Api, db: asyncpg.Connection) -> None:
+    spare = await seed(db)
+    for (method, template), needed in sorted(NEEDS.items()):
+        path = template.format(product_id=1, warehouse_id=1, key_id=spare)
+        for role in Role:
+            r = await api.client.request(method, path, json=BODIES.get(template), headers=api.auth(role))
+            if RANK.index(role) < RANK.index(needed):
+                assert r.status_code == 403, (method, path, role, r.text)
+                assert r.json()["type"] == "/problems/forbidden" and needed in r.json()["detail"]
+            else:
+                assert r.status_code < 400, (method, path, role, r.text)
+
+
+async def test_without_a_valid_key_every_route_but_health_and_docs_is_401(api: Api, db: asyncpg.Connection) -> None:
+    spare = await seed(db)
+    for method, template in sorted(NEEDS):
+        path = template.format(product_id=1, warehouse_id=1, key_id=spare)
+        for headers in ({}, {"Authorization": "Bearer wt_wrong"}, {"Authorization": "Basic dTpw"}):
+            r = await api.client.request(method, path, json=BODIES.get(template), headers=headers)
+            assert r.status_code == 401, (method, path, headers, r.text)
+            assert r.headers["www-authenticate"] == "Bearer"
+            assert r.json()["type"] == "/problems/unauthenticated"
+    for path in ("/healthz", "/readyz", "/docs", "/openapi.json"):
+        assert (await api.client.get(path)).status_code == 200, path
+    assert await db.fetchval("SELECT count(*) FROM products") == 1
+
+
+async def test_a_key_made_through_the_api_works_and_stops_working_when_revoked(api: Api) -> None:
+    r = await api.post("/api-keys", {"name": "scanner 7", "role": "operator"})
+    assert r.status_code == 201
+    made = r.json()
+    assert made["key"].startswith(made["key_prefix"]) and made["role"] == "operator"
+    headers = {"Authorization": f"Bearer {made['key']}"}
+    assert (await api.client.get("/balances", headers=headers)).status_code == 200
+
+    listed = (await api.get("/api-keys", role=Role.admin)).json()
+    assert "scanner 7" in {k["name"] for k in listed} and all("key" not in k for k in listed)
+
+    assert (await api.client.delete(f"/api-keys/{made['id']}", headers=api.auth(Role.admin))).status_code == 204
+    assert (await api.client.get("/balances", headers=headers)).status_code == 401
+    assert (await api.client.delete(f"/api-keys/{made['id']}", headers=api.auth(Role.admin))).status_code == 204
+    r = await api.client.delete("/api-keys/999", headers=api.auth(Role.admin))
+    assert r.status_code == 404 and r.json()["type"] == "/problems/unknown-api-key"
+
+
+async def test_the_last_admin_key_cannot_be_revoked(api: Api, db: asyncpg.Connection) -> None:
+    admin_id = await db.fetchval("SELECT id FROM api_keys WHERE role = 'admin'")
+    r = await api.client.delete(f"/api-keys/{admin_id}", headers=api.auth(Role.admin))
+    assert r.status_code == 409 and r.json()["type"] == "/problems/last-admin-key"
+    assert (await api.get("/api-keys", role=Role.admin)).status_code == 200
+
+
+async def run_api_cli(database_url: str, *args: str) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "api", *args,
+        env={**os.environ, "DATABASE_URL": database_url},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+async def test_create_key_prints_the_key_alone_on_its_last_line(api: Api, database_url: str) -> None:
+    code, out, err = await run_api_cli(database_url, "create-key", "--name", "night shift", "--role", "viewer")
+    assert code == 0, err
+    key = out.splitlines()[-1]
+    r = await api.client.get("/status-change-count", headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 200
+    r = await api.client.post("/products", json={"name": "x"}, headers={"Authorization": f"Bearer {key}"})
+    assert r.status_code == 403
+
+    code, _, err = await run_api_cli(database_url, "create-key", "--name", "x", "--role", "root")
+    assert code == 2 and "invalid choice" in err
+
+
+async def test_local_admin_key_is_made_once_and_printed_again(database_url: str, tmp_path: object) -> None:
+    from pathlib import Path
+
+    file = Path(str(tmp_path)) / "admin-key"
+    code, out, err = await run_api_cli(database_url, "local-admin-key", "--file", str(file))
+    assert code == 0, err
+    key = out.splitlines()[-1]
+    assert file.read_text().strip() == key and (file.stat().st_mode & 0o777) == 0o600
+    code, out, _ = await run_api_cli(database_url, "local-admin-key", "--file", str(file))
+    assert code == 0 and out.splitlines()[-1] == key
+
+    env_production = {
+        **os.environ,
+        "ENVIRONMENT": "production",
+        "DATABASE_URL": database_url.replace(":warehouse@", ":s3cret@"),
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "api", "local-admin-key", "--file", str(file), env=env_production,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    _, err_bytes = await proc.communicate()
+    assert proc.returncode == 2 and b"local development" in err_bytes
+
+
+async def test_metrics_count_requests_by_route_template_and_code(api: Api, db: asyncpg.Connection) -> None:
+    await seed(db)
+    for product in (1, 2, 3):
+        await api.get(f"/balances/product/{product}")
+    text = (await api.get("/metrics")).text
+    assert 'warehouse_api_requests_total{method="GET",route="/balances/product/{product_id}",code="200"} 1' in text
+    assert 'warehouse_api_requests_total{method="GET",route="/balances/product/{product_id}",code="404"} 2' in text
+    assert 'warehouse_api_request_duration_seconds_count{method="GET",route="/balances/product/{product_id}"} 3' in text
