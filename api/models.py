@@ -11,10 +11,16 @@ from api.auth import Role
 
 MAX_BIGINT = 2**63 - 1
 MAX_INT = 2**31 - 1
-Id = Annotated[int, Field(ge=1, le=MAX_BIGINT)]
-Quantity = Annotated[int, Field(ge=1, le=MAX_INT, description="How many units, 1 or more.")]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Threshold = Annotated[int, Field(ge=0, le=MAX_INT, description="At or below it, a stocked item is running low.")]
+# Numbers in bodies are strict: `true` or "5" is not a quantity.
+Id = Annotated[int, Field(strict=True, ge=1, le=MAX_BIGINT)]
+Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_INT, description="How many units, 1 or more.")]
+Threshold = Annotated[
+    int, Field(strict=True, ge=0, le=MAX_INT, description="At or below it, a stocked item is running low.")
+]
+# Printable text: no control characters (PostgreSQL cannot store NUL, and a tab in a name is a mistake).
+Name = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+]
 
 
 class StockStatus(StrEnum):
@@ -50,7 +56,7 @@ class OperationIn(Input):
     operation_type: Literal["receipt", "shipment", "adjustment"]
     product_id: Id
     warehouse_id: Id
-    quantity: Annotated[int, Field(ge=-MAX_INT, le=MAX_INT)]
+    quantity: Annotated[int, Field(strict=True, ge=-MAX_INT, le=MAX_INT)]
     """receipt and shipment: how many units come in or go out (1 or more). adjustment: the signed correction
     (+5 found, -3 lost; not 0)."""
 

@@ -4,6 +4,7 @@ Code raises an `ApiError` subclass; the handlers here turn it, FastAPI's validat
 errors into problem responses. Nothing else reaches the client: an unexpected exception is a logged 500."""
 
 import logging
+import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -54,6 +55,10 @@ class ApiError(Exception):
         self.extensions = extensions
 
 
+class MalformedRequest(ApiError):
+    status, type, title = 400, "/problems/malformed-request", "Malformed request"
+
+
 class Unauthenticated(ApiError):
     status, type, title = 401, "/problems/unauthenticated", "No valid API key"
 
@@ -95,7 +100,7 @@ class DatabaseUnavailable(ApiError):
 
 
 # Errors Starlette raises itself (no route, wrong method, …).
-_HTTP_TYPES = {404: "/problems/not-found", 405: "/problems/method-not-allowed"}
+_HTTP_TYPES = {400: MalformedRequest.type, 404: "/problems/not-found", 405: "/problems/method-not-allowed"}
 
 
 def problem_response(
@@ -126,10 +131,22 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # Starlette names only the methods of the first route with this path; a path can have several.
+        headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
     return problem_response(
-        exc.status_code, _HTTP_TYPES.get(exc.status_code, "about:blank"), _title(exc.status_code),
-        str(exc.detail), dict(exc.headers) if exc.headers else None,
+        exc.status_code, _HTTP_TYPES.get(exc.status_code, "about:blank"), _title(exc.status_code), str(exc.detail),
+        headers or None,
     )  # fmt: skip
+
+
+def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for template, operations in app.openapi()["paths"].items():
+        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
+            methods.update(m.upper() for m in operations)
+    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -154,8 +171,11 @@ def install(app: FastAPI) -> None:
 
 
 def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for a route: the problems it can return, besides 401/403/422/503 every route has."""
-    common: tuple[type[ApiError], ...] = (Unauthenticated, Forbidden, InvalidRequest, DatabaseUnavailable)
+    """OpenAPI `responses` for a route: the problems it can return, besides the 400/401/403/422/503 of every
+    route."""
+    common: tuple[type[ApiError], ...] = (
+        MalformedRequest, Unauthenticated, Forbidden, InvalidRequest, DatabaseUnavailable,
+    )  # fmt: skip
     out: dict[int | str, dict[str, Any]] = {}
     for error in (*common, *errors):
         entry = out.setdefault(error.status, {"description": "", "model": Problem})
