@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge
+.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -33,6 +33,7 @@ migrate: venv stack
 	$(PY) -m db migrate
 
 up: venv stack migrate  ## run every service in the foreground; Ctrl-C stops them
+	@$(PY) -m api local-admin-key --file .stack/local-admin-key
 	@$(PY) stack/up.py stack/Procfile
 
 test: venv stack
@@ -58,3 +59,11 @@ bench-trigger-cost: venv stack  ## the triggers' CPU cost per single-operation t
 
 bench-trigger-instructions: venv  ## the same in CPU instructions, under valgrind: deterministic (~30 s)
 	$(PY) -m bench.trigger_instructions
+
+LOADGEN := bench/loadgen
+$(LOADGEN)/node_modules/.installed: $(LOADGEN)/package.json $(LOADGEN)/package-lock.json
+	cd $(LOADGEN) && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+bench-api: venv stack $(LOADGEN)/node_modules/.installed  ## the API: overhead vs bare Starlette, paging, write latency (~3 min)
+	$(PY) -m bench.api_bench

@@ -95,7 +95,10 @@ def main(argv: list[str] | None = None) -> int:
         print(key)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info")
+    uvicorn.run(
+        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
+        access_log=settings.api_access_log,
+    )  # fmt: skip
     return 0
 
 

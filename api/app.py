@@ -9,8 +9,9 @@ from typing import Any
 from fastapi import FastAPI
 
 from api import problems
-from api.auth import KeyCache
+from api.auth import AuthMiddleware, KeyCache, document_security
 from api.config import ApiSettings
+from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
 from api.routes import balances, catalog, health, keys, operations
@@ -49,17 +50,24 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 forgetting.cancel()
                 await asyncio.gather(forgetting, return_exceptions=True)
 
-    app = FastAPI(title="warehouse-tracker", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = FastAPI(
+        title="warehouse-tracker", version="1", description=DESCRIPTION, lifespan=lifespan,
+        # FastAPI's OpenTelemetry hooks look up three providers on every request; /metrics is this API's telemetry.
+        telemetry={"tracing": False, "metrics": False, "logs": False},
+    )  # fmt: skip
     app.state.keys = KeyCache(settings.api_key_cache_seconds)
     app.state.metrics = RequestMetrics()
     problems.install(app)
     for module in (balances, operations, catalog, keys, health):
         app.include_router(module.router)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(AuthMiddleware, keys=app.state.keys)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # the outermost: it counts 401s too
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
-            app.openapi_schema = problems.document_problems(FastAPI.openapi(app))
+            schema = problems.document_problems(FastAPI.openapi(app))
+            app.openapi_schema = document_security(schema)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]

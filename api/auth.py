@@ -5,15 +5,14 @@ viewer: reads. operator: reads, operations and transfers. admin: everything, pro
 import hashlib
 import secrets
 import time
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated
+from typing import Any
 
-from fastapi import Depends, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.problems import Forbidden, Unauthenticated
+from api.problems import ApiError, Forbidden, Unauthenticated, problem_response
 from api.store import Store
 
 KEY_PREFIX = "wt_"
@@ -73,31 +72,61 @@ class KeyCache:
                 del self._callers[digest]
 
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `python -m api create-key --name NAME --role ROLE`.")
-Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+_CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
-def require(role: Role) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Caller]]:
-    """A dependency: the caller, if its key is valid (else 401) and its role is `role` or above (else 403)."""
+class AuthMiddleware:
+    """Every request but those to PUBLIC_PATHS must carry a valid key: else 401, before anything else runs. The
+    caller goes into the request's state, where each route checks the role it needs (authorize()). A middleware,
+    not a FastAPI dependency: this runs on every request, and a dependency costs several times more."""
 
-    async def caller(request: Request, credentials: Credentials) -> Caller:
-        challenge = {"WWW-Authenticate": "Bearer"}
-        if credentials is None:
-            raise Unauthenticated("send an API key: Authorization: Bearer <key>", headers=challenge)
-        key = credentials.credentials
+    def __init__(self, app: ASGIApp, keys: KeyCache) -> None:
+        self.app = app
+        self.keys = keys
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+            try:
+                scope.setdefault("state", {})["caller"] = await self._authenticate(scope)
+            except ApiError as e:
+                response = problem_response(e.status, e.type, e.title, e.detail, e.headers)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    async def _authenticate(self, scope: Scope) -> Caller:
+        header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key:
+            raise Unauthenticated("send an API key: Authorization: Bearer <key>", headers=_CHALLENGE)
         found = None
         if key.startswith(KEY_PREFIX) and len(key) <= _MAX_KEY_LENGTH:
-            cache: KeyCache = request.app.state.keys
-            found = await cache.caller(request.app.state.store, key)
+            found = await self.keys.caller(scope["app"].state.store, key)
         if found is None:
-            raise Unauthenticated("the API key is unknown or revoked", headers=challenge)
-        if _RANK[found.role] < _RANK[role]:
-            raise Forbidden(f"this needs the {role} role or above; key {found.name!r} has {found.role}")
+            raise Unauthenticated("the API key is unknown or revoked", headers=_CHALLENGE)
         return found
 
+
+def authorize(request: Request, role: Role) -> Caller:
+    """The caller (authenticated by AuthMiddleware), if its role is `role` or above; else 403."""
+    caller: Caller = request.state.caller
+    if _RANK[caller.role] < _RANK[role]:
+        raise Forbidden(f"this needs the {role} role or above; key {caller.name!r} has {caller.role}")
     return caller
 
 
-Viewer = Annotated[Caller, Depends(require(Role.viewer))]
-Operator = Annotated[Caller, Depends(require(Role.operator))]
-Admin = Annotated[Caller, Depends(require(Role.admin))]
+def document_security(schema: dict[str, Any]) -> dict[str, Any]:
+    """The bearer scheme in the OpenAPI document, on every operation but those of PUBLIC_PATHS."""
+    schema.setdefault("components", {})["securitySchemes"] = {
+        "apiKey": {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "An API key: `python -m api create-key --name NAME --role ROLE`.",
+        }
+    }
+    for path, operations in schema.get("paths", {}).items():
+        if path not in PUBLIC_PATHS:
+            for operation in operations.values():
+                operation["security"] = [{"apiKey": []}]
+    return schema

@@ -16,5 +16,7 @@ class ApiSettings(DatabaseSettings):
     """Seconds a query may run (a threshold change waits for running writers) before the request fails with 503."""
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     """How long a process trusts an API key it has checked; a key revoked elsewhere stops working within this."""
+    api_access_log: bool = False
+    """One log line per request. Off by default: /metrics counts requests by route and status code."""
     api_idempotency_hours: int = Field(default=24, ge=1, le=24 * 90)
     """How long a write's Idempotency-Key is remembered (its result is replayed to a retry)."""

@@ -2,15 +2,15 @@
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import Role, require
+from api.auth import Role, authorize
 from api.models import MAX_BIGINT, Balance, StatusChangeCount, StockStatus
 from api.pagination import LINK_HEADER, Cursor, Limit, decode, paginate
-from api.problems import UnknownProduct, UnknownWarehouse, responses
-from api.routes.common import Db, PathId
+from api.problems import InvalidRequest, UnknownProduct, UnknownWarehouse, responses
+from api.routes.common import PathId, store
 
-router = APIRouter(tags=["balances"], dependencies=[Depends(require(Role.viewer))])
+router = APIRouter(tags=["balances"])
 PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": LINK_HEADER}}
 StatusFilter = Annotated[StockStatus | None, Query(description="Only balances with this status.")]
 ProductFilter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="Only this product's balances.")]
@@ -22,11 +22,52 @@ def page(request: Request, response: Response, rows: list[Any], limit: int) -> l
     return [Balance(**r) for r in paginate(request, response, rows, limit, "balances", key)]
 
 
+def path_id(request: Request, name: str) -> int:
+    """An id from the path, checked as FastAPI would check a `PathId` parameter."""
+    value = request.path_params[name]
+    number = int(value) if value.isascii() and value.isdigit() else 0
+    if not 1 <= number <= MAX_BIGINT:
+        message = f"must be a whole number from 1 to {MAX_BIGINT}, got {value[:30]!r}"
+        raise InvalidRequest(f"path.{name}: {message}", errors=[{"field": f"path.{name}", "message": message}])
+    return number
+
+
+# The hottest route, so registered first (matched first) and lean: its ids are read from the path here, not
+# declared as parameters (FastAPI's validation of two path parameters costs more than the rest of the request's
+# Python), and the response is serialized once, here. Its parameters are documented by hand.
+_PAIR_PARAMETERS = [
+    {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1, "maximum": MAX_BIGINT}}
+    for name in ("product_id", "warehouse_id")
+]
+
+
+@router.get(
+    "/balances/product/{product_id}/warehouse/{warehouse_id}",
+    responses=responses(UnknownProduct, UnknownWarehouse),
+    response_model=Balance,
+    openapi_extra={"parameters": _PAIR_PARAMETERS},
+)
+async def pair_balance(request: Request) -> Response:
+    """One product at one warehouse. A pair never stocked has quantity 0, `out_of_stock`, `updated_at` null."""
+    authorize(request, Role.viewer)
+    product_id, warehouse_id = path_id(request, "product_id"), path_id(request, "warehouse_id")
+    row = await store(request).fetchrow("balance", product_id, warehouse_id)
+    assert row is not None
+    if not row["product_known"]:
+        raise UnknownProduct(f"product {product_id} does not exist")
+    if not row["warehouse_known"]:
+        raise UnknownWarehouse(f"warehouse {warehouse_id} does not exist")
+    balance = Balance(
+        product_id=product_id, warehouse_id=warehouse_id, quantity=row["quantity"] or 0,
+        status=row["status"] or StockStatus.out_of_stock, updated_at=row["updated_at"],
+    )  # fmt: skip
+    return Response(balance.model_dump_json(), media_type="application/json")
+
+
 @router.get("/balances", responses={**responses(), **PAGE})
 async def list_balances(
     request: Request,
     response: Response,
-    db: Db,
     limit: Limit = 100,
     cursor: Cursor = None,
     status: StatusFilter = None,
@@ -34,6 +75,8 @@ async def list_balances(
     warehouse_id: WarehouseFilter = None,
 ) -> list[Balance]:
     """Every balance, ordered by product, then warehouse. The filters combine."""
+    authorize(request, Role.viewer)
+    db = store(request)
     after_product, after_warehouse = decode("balances", cursor, 2)
     if product_id is not None:
         rows = await db.fetch("balances_of_product", product_id, after_warehouse, status, warehouse_id, limit + 1)
@@ -48,13 +91,14 @@ async def list_balances(
 async def product_balances(
     request: Request,
     response: Response,
-    db: Db,
     product_id: PathId,
     limit: Limit = 100,
     cursor: Cursor = None,
     status: StatusFilter = None,
 ) -> list[Balance]:
     """A product's balance at every warehouse that has stocked it, ordered by warehouse."""
+    authorize(request, Role.viewer)
+    db = store(request)
     _, after_warehouse = decode("balances", cursor, 2)
     rows = await db.fetch("balances_of_product", product_id, after_warehouse, status, None, limit + 1)
     if not rows and not await db.fetchval("product_exists", product_id):
@@ -66,13 +110,14 @@ async def product_balances(
 async def warehouse_balances(
     request: Request,
     response: Response,
-    db: Db,
     warehouse_id: PathId,
     limit: Limit = 100,
     cursor: Cursor = None,
     status: StatusFilter = None,
 ) -> list[Balance]:
     """A warehouse's balance of every product it has stocked, ordered by product."""
+    authorize(request, Role.viewer)
+    db = store(request)
     after_product, _ = decode("balances", cursor, 2)
     rows = await db.fetch("balances_at_warehouse", warehouse_id, after_product, status, limit + 1)
     if not rows and not await db.fetchval("warehouse_exists", warehouse_id):
@@ -80,28 +125,8 @@ async def warehouse_balances(
     return page(request, response, rows, limit)
 
 
-@router.get(
-    "/balances/product/{product_id}/warehouse/{warehouse_id}",
-    responses=responses(UnknownProduct, UnknownWarehouse),
-)
-async def pair_balance(db: Db, product_id: PathId, warehouse_id: PathId) -> Balance:
-    """One product at one warehouse. A pair never stocked has quantity 0, `out_of_stock`, `updated_at` null."""
-    row = await db.fetchrow("balance", product_id, warehouse_id)
-    assert row is not None
-    if not row["product_known"]:
-        raise UnknownProduct(f"product {product_id} does not exist")
-    if not row["warehouse_known"]:
-        raise UnknownWarehouse(f"warehouse {warehouse_id} does not exist")
-    if row["quantity"] is None:
-        return Balance(product_id=product_id, warehouse_id=warehouse_id, quantity=0,
-                       status=StockStatus.out_of_stock, updated_at=None)  # fmt: skip
-    return Balance(
-        product_id=product_id, warehouse_id=warehouse_id, quantity=row["quantity"], status=row["status"],
-        updated_at=row["updated_at"],
-    )  # fmt: skip
-
-
 @router.get("/status-change-count", responses=responses())
-async def status_change_count(db: Db) -> StatusChangeCount:
+async def status_change_count(request: Request) -> StatusChangeCount:
     """How many times any balance's status has changed, ever: exact, whatever the bridge has published."""
-    return StatusChangeCount(status_changes=await db.fetchval("status_change_count"))
+    authorize(request, Role.viewer)
+    return StatusChangeCount(status_changes=await store(request).fetchval("status_change_count"))

@@ -4,10 +4,10 @@ import asyncio
 
 from fastapi import APIRouter, Request, Response
 
-from api.auth import Viewer
+from api.auth import Role, authorize
 from api.models import Health
 from api.problems import DatabaseUnavailable, responses
-from api.routes.common import Db
+from api.routes.common import store
 
 router = APIRouter(tags=["operations of the service"])
 READY_TIMEOUT_S = 2.0
@@ -20,10 +20,10 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", responses={503: responses(DatabaseUnavailable)[503]})
-async def readyz(db: Db) -> Health:
+async def readyz(request: Request) -> Health:
     """PostgreSQL answers (within 2 s). No key needed."""
     try:
-        await asyncio.wait_for(db.fetchval("ping"), READY_TIMEOUT_S)
+        await asyncio.wait_for(store(request).fetchval("ping"), READY_TIMEOUT_S)
     except TimeoutError as e:
         raise DatabaseUnavailable(f"PostgreSQL did not answer within {READY_TIMEOUT_S:g} s") from e
     return Health(status="ready")
@@ -34,7 +34,8 @@ async def readyz(db: Db) -> Health:
     response_class=Response,
     responses={**responses(), 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
-async def metrics(request: Request, _: Viewer) -> Response:
+async def metrics(request: Request) -> Response:
     """Prometheus text format: requests by route and status code, and their latency. Needs a key (viewer): give
     Prometheus one in its scrape config (`authorization: {credentials: <key>}`)."""
+    authorize(request, Role.viewer)
     return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -2,35 +2,38 @@
 
 from fastapi import APIRouter, Request, Response
 
-from api.auth import Admin, key_hash, new_key
+from api.auth import Role, authorize, key_hash, new_key
 from api.models import ApiKey, ApiKeyIn, NewApiKey
 from api.problems import LastAdminKey, UnknownApiKey, responses
-from api.routes.common import Db, PathId
+from api.routes.common import PathId, store
 from api.store import Q
 
 router = APIRouter(tags=["api keys"])
 
 
 @router.post("/api-keys", status_code=201, responses=responses())
-async def create_api_key(body: ApiKeyIn, db: Db, _: Admin) -> NewApiKey:
+async def create_api_key(request: Request, body: ApiKeyIn) -> NewApiKey:
     """A new key with a role. The key is in this response only: store it now."""
+    authorize(request, Role.admin)
     key = new_key()
-    row = await db.fetchrow("create_api_key", body.name, body.role, key_hash(key), key[:10])
+    row = await store(request).fetchrow("create_api_key", body.name, body.role, key_hash(key), key[:10])
     assert row is not None
     return NewApiKey(**row, key=key)
 
 
 @router.get("/api-keys", responses=responses())
-async def list_api_keys(db: Db, _: Admin) -> list[ApiKey]:
+async def list_api_keys(request: Request) -> list[ApiKey]:
     """Every key, revoked ones too (never the key itself)."""
-    return [ApiKey(**r) for r in await db.fetch("api_keys")]
+    authorize(request, Role.admin)
+    return [ApiKey(**r) for r in await store(request).fetch("api_keys")]
 
 
 @router.delete("/api-keys/{key_id}", status_code=204, responses=responses(UnknownApiKey, LastAdminKey))
-async def revoke_api_key(key_id: PathId, request: Request, db: Db, _: Admin) -> Response:
+async def revoke_api_key(request: Request, key_id: PathId) -> Response:
     """Revoke a key: it stops working at once on this API process, within API_KEY_CACHE_SECONDS on others.
     Revoking a revoked key is a no-op. The last active admin key cannot be revoked (409)."""
-    async with db.transaction() as conn:
+    authorize(request, Role.admin)
+    async with store(request).transaction() as conn:
         await conn.execute(Q["lock_api_keys"])
         key = await conn.fetchrow(Q["api_key"], key_id)
         if key is None:

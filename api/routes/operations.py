@@ -4,12 +4,12 @@ to the balances, statuses, counter and outbox in the same transaction; the respo
 from typing import Annotated
 
 import asyncpg
-from fastapi import APIRouter, Header, Response
+from fastapi import APIRouter, Header, Request, Response
 
-from api.auth import Operator
+from api.auth import Role, authorize
 from api.models import BalanceAfterWrite, OperationIn, OperationOut, TransferIn, TransferOut
 from api.problems import IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse, responses
-from api.routes.common import Db
+from api.routes.common import store
 from api.store import Q, request_hash
 
 router = APIRouter(tags=["operations"])
@@ -42,14 +42,14 @@ def replayed(response: Response, was: bool) -> None:
 
 @router.post("/operations", status_code=201, responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}})
 async def record_operation(
-    body: OperationIn,
+    request: Request,
     response: Response,
-    db: Db,
-    caller: Operator,
+    body: OperationIn,
     idempotency_key: IdempotencyKey = None,
 ) -> OperationOut:
     """Record a receipt, a shipment or an adjustment. A shipment (or a negative adjustment) larger than the stock
     is refused with 409 and changes nothing."""
+    caller = authorize(request, Role.operator)
 
     async def write(conn: asyncpg.Connection) -> OperationOut:
         row = await conn.fetchrow(
@@ -63,21 +63,21 @@ async def record_operation(
         )  # fmt: skip
 
     fingerprint = request_hash("POST /operations", body.model_dump_json())
-    result, was_replayed = await db.write_once(caller.key_id, idempotency_key, fingerprint, write)
+    result, was_replayed = await store(request).write_once(caller.key_id, idempotency_key, fingerprint, write)
     replayed(response, was_replayed)
     return OperationOut.model_validate(result)
 
 
 @router.post("/transfers", status_code=201, responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}})
 async def transfer(
-    body: TransferIn,
+    request: Request,
     response: Response,
-    db: Db,
-    caller: Operator,
+    body: TransferIn,
     idempotency_key: IdempotencyKey = None,
 ) -> TransferOut:
     """Move stock of a product from one warehouse to another, atomically: not enough at the source moves
     nothing (409)."""
+    caller = authorize(request, Role.operator)
 
     async def write(conn: asyncpg.Connection) -> TransferOut:
         transfer_id = await conn.fetchval(
@@ -90,6 +90,6 @@ async def transfer(
         )  # fmt: skip
 
     fingerprint = request_hash("POST /transfers", body.model_dump_json())
-    result, was_replayed = await db.write_once(caller.key_id, idempotency_key, fingerprint, write)
+    result, was_replayed = await store(request).write_once(caller.key_id, idempotency_key, fingerprint, write)
     replayed(response, was_replayed)
     return TransferOut.model_validate(result)

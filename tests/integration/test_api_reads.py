@@ -1,11 +1,13 @@
 """The read endpoints over HTTP: the original system's paths and shapes, pagination, filters, errors."""
 
 import base64
+from collections.abc import AsyncIterator
 from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
+from api.auth import Role
 from tests.api_harness import Api, serve
 from tests.private_stack import free_port
 
@@ -166,3 +168,43 @@ async def test_requests_answer_503_while_postgresql_is_unreachable(database_url:
         r = await api.client.get("/balances", headers={"Authorization": "Bearer wt_not-checkable-now"})
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
         assert r.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize("path", ["/balances/product/0/warehouse/1", "/balances/product/1/warehouse/x1",
+                                  "/balances/product/1/warehouse/99999999999999999999", "/products/-1"])  # fmt: skip
+async def test_a_bad_id_in_the_path_is_a_422_naming_it(api: Api, path: str) -> None:
+    r = await api.get(path)
+    assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
+    assert r.json()["errors"][0]["field"] in {"path.product_id", "path.warehouse_id"}
+
+
+async def test_a_wrong_method_is_a_405_listing_every_method_of_the_path(api: Api) -> None:
+    r = await api.client.put("/products/1", headers=api.auth(Role.admin))
+    assert r.status_code == 405 and r.json()["type"] == "/problems/method-not-allowed"
+    assert r.headers["allow"] == "GET, PATCH"
+
+
+async def test_a_body_over_64_kib_is_refused(api: Api, db: asyncpg.Connection) -> None:
+    r = await api.client.post(
+        "/products", content=b'{"name": "' + b"x" * 70_000 + b'"}', headers={**api.auth(Role.admin),
+        "content-type": "application/json"},
+    )  # fmt: skip
+    assert r.status_code == 413 and r.headers["content-type"] == "application/problem+json"
+
+    async def chunked() -> AsyncIterator[bytes]:  # no Content-Length
+        yield b'{"name": "'
+        for _ in range(70):
+            yield b"x" * 1000
+        yield b'"}'
+
+    headers = {**api.auth(Role.admin), "content-type": "application/json"}
+    r = await api.client.post("/products", content=chunked(), headers=headers)
+    assert r.status_code == 413 and r.json()["type"] == "/problems/body-too-large"
+
+    async def small() -> AsyncIterator[bytes]:
+        yield b'{"name": "chunked'
+        yield b' but small"}'
+
+    r = await api.client.post("/products", content=small(), headers=headers)
+    assert r.status_code == 201 and r.json()["name"] == "chunked but small"
+    assert await db.fetchval("SELECT count(*) FROM products") == 1
