@@ -5,9 +5,12 @@ one (and the file) when there is none; `make up` runs it."""
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
+import signal
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import uvicorn
@@ -20,6 +23,20 @@ from db.connect import DatabaseUnavailable, connect
 from db.queries import queries
 
 Q = queries("api")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server, except that after a graceful shutdown on SIGTERM/SIGINT the process exits 0, as the
+    other services do (uvicorn re-raises the signal, so the exit status would say "killed")."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        previous = {sig: signal.signal(sig, self.handle_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            yield
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
 
 
 async def create_key(settings: ApiSettings, name: str, role: Role) -> str:
@@ -95,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         print(key)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    uvicorn.run(
+    config = uvicorn.Config(
         create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
         access_log=settings.api_access_log,
     )  # fmt: skip
-    return 0
+    server = _Server(config)
+    server.run()
+    return 0 if server.started else 1
 
 
 if __name__ == "__main__":
