@@ -37,6 +37,7 @@ async def test_generated_requests_get_no_server_error_and_documented_responses(
         "--generation-database", "none", "--workers", "1", "--no-color",
         "--report", "junit", "--report-dir", str(tmp_path),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,  # it keeps a cache in .schemathesis/ of its working directory
     )  # fmt: skip
     out_bytes, _ = await proc.communicate()
     out = out_bytes.decode()
