@@ -11,6 +11,7 @@ from bisect import bisect_left
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from itertools import accumulate
+from typing import Protocol
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +123,15 @@ class BridgeMetrics:
         return ready, {"role": self.role, "postgres": self.postgres_ok, "kafka": self.kafka_ok}
 
 
-async def serve(metrics: BridgeMetrics, host: str, port: int) -> asyncio.Server:
+class Exposed(Protocol):
+    """What serve() shows: Prometheus text, and whether the process is ready (with details)."""
+
+    def render(self) -> str: ...
+
+    def readiness(self) -> tuple[bool, dict[str, object]]: ...
+
+
+async def serve(metrics: Exposed, host: str, port: int) -> asyncio.Server:
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             request = await asyncio.wait_for(reader.readline(), 5)

@@ -5,9 +5,6 @@ import asyncio
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
@@ -15,15 +12,13 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import asyncpg
-import httpx
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bridge.events import EVENT_TYPE, StatusChanged
 from db.load import OperationGenerator, copy_batch
-from tests.private_stack import free_port
+from tests.service_process import ServiceProcess
 from tests.topic import read_topic
 
-REPO = Path(__file__).resolve().parents[1]
 AUDIT = """
 CREATE TABLE outbox_audit (outbox_id bigint PRIMARY KEY, event_id uuid NOT NULL UNIQUE, pair text NOT NULL);
 CREATE FUNCTION audit_outbox() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -36,47 +31,11 @@ CREATE TRIGGER audit_outbox AFTER INSERT ON status_change_outbox REFERENCING NEW
 """
 
 
-class Bridge:
+class Bridge(ServiceProcess):
     """`python -m bridge` in a process of its own, its output in a log file."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
-        self.metrics_port = free_port()
-        self.env, self.log = {**env, "BRIDGE_METRICS_PORT": str(self.metrics_port)}, log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> "Bridge":
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "bridge"], env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def kill(self) -> None:
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait()
-
-    def terminate(self, timeout: float = 15) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(signal.SIGTERM)
-        return self.proc.wait(timeout)
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    async def get(self, path: str) -> httpx.Response:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{self.metrics_port}") as client:
-            return await client.get(path)
-
-    async def metric(self, name: str) -> float:
-        """The value of an unlabelled metric on /metrics."""
-        text = (await self.get("/metrics")).text
-        values = [float(line.split()[1]) for line in text.splitlines() if line.split(" ")[0] == name]
-        assert len(values) == 1, f"{name} not found once in:\n{text}"
-        return values[0]
+        super().__init__(["bridge"], env, log, "BRIDGE_METRICS_PORT")
 
 
 class Bridges:

@@ -1,0 +1,35 @@
+"""Reading a message of the topic: the event, or why it is skipped."""
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import ValidationError
+
+from bridge.events import SCHEMA_VERSION, StatusChanged
+
+
+@dataclass(frozen=True)
+class Skipped:
+    reason: str
+
+
+def parse(value: bytes | None) -> StatusChanged | Skipped:
+    """A message's value as a StatusChanged; a value that is not one (not JSON, another schema_version, a field
+    missing or wrong) is Skipped with the reason."""
+    if value is None:
+        return Skipped("no value (a tombstone)")
+    try:
+        data: Any = json.loads(value)
+    except (UnicodeDecodeError, ValueError) as e:
+        return Skipped(f"not JSON: {e}")
+    if not isinstance(data, dict):
+        return Skipped(f"not a JSON object: {type(data).__name__}")
+    version = data.get("schema_version")
+    if version != SCHEMA_VERSION:
+        return Skipped(f"schema_version {version!r}; this consumer reads {SCHEMA_VERSION}")
+    try:
+        return StatusChanged.model_validate(data)
+    except ValidationError as e:
+        first = e.errors()[0]
+        return Skipped(f"not a StatusChanged: {'.'.join(map(str, first['loc']))}: {first['msg']}")

@@ -1,0 +1,176 @@
+"""The example consumers as real processes against a real topic: the logger's lines, the store's exactly-once log
+across kill -9, and messages that do not parse."""
+
+import asyncio
+import json
+import os
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from bridge.events import StatusChanged
+from tests.service_process import ServiceProcess
+from tests.topic import read_topic
+
+pytestmark = pytest.mark.integration
+STATUSES = ("available", "running_low", "out_of_stock")
+
+
+def event(product: int, warehouse: int, old: str, new: str, quantity: int = 5) -> StatusChanged:
+    return StatusChanged(
+        event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), product_id=product, warehouse_id=warehouse,
+        old_status=old, new_status=new, quantity=quantity, operation_id=1,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+@pytest.fixture
+async def topic3(kafka_bootstrap: str, topic_name: str) -> AsyncIterator[str]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic_name, num_partitions=3, replication_factor=1)])
+        yield topic_name
+        await admin.delete_topics([topic_name])
+    finally:
+        await admin.close()
+
+
+async def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
+    await producer.start()
+    try:
+        for chunk in range(0, len(values), 1000):
+            await asyncio.gather(*(producer.send(topic, v, key=k) for k, v in values[chunk : chunk + 1000]))
+    finally:
+        await producer.stop()
+
+
+def consumer(module: str, tmp_path: Path, env: dict[str, str], *args: str) -> ServiceProcess:
+    full_env = {**os.environ, **env, "CONSUMER_GROUP": f"test-{uuid.uuid4().hex[:8]}"}
+    return ServiceProcess([module, *args], full_env, tmp_path / f"{module}.log", "CONSUMER_METRICS_PORT")
+
+
+async def wait_until(check: object, what: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():  # type: ignore[operator]
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_logger_prints_each_change_as_the_original_system_did(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic}
+    ru = consumer("consumers.logger", tmp_path, env).start()
+    en = consumer("consumers.logger", tmp_path / "..", env, "--lang", "en")
+    en.log = tmp_path / "en.log"
+    en.start()
+    try:
+        await wait_until(lambda: _printed(ru, "🛰️ Слушаю изменения статусов..."), "the Russian logger to listen", 30)
+        await wait_until(lambda: _printed(en, "🛰️ Listening for status changes..."), "the English logger to listen", 30)
+        changes = [event(3, 5, "running_low", "available"), event(7, 2, "available", "out_of_stock")]
+        await publish(kafka_bootstrap, topic, [(e.key, e.value()) for e in changes])
+        await wait_until(lambda: _printed(ru, "товар 7 (склад 2)"), "the Russian lines", 30)
+        await wait_until(lambda: _printed(en, "product 7 (warehouse 2)"), "the English lines", 30)
+        assert ru.terminate() == 0 and en.terminate() == 0
+    finally:
+        for p in (ru, en):
+            if p.running():
+                p.kill()
+    lines = ru.output().splitlines()
+    assert "🔔 Статус изменился: товар 3 (склад 5): Заканчивается → Доступен" in lines
+    assert "🔔 Статус изменился: товар 7 (склад 2): Доступен → Закончился" in lines
+    english = en.output().splitlines()
+    assert "🔔 Status changed: product 3 (warehouse 5): Running low → Available" in english
+    assert "🔔 Status changed: product 7 (warehouse 2): Available → Out of stock" in english
+
+
+async def _printed(process: ServiceProcess, text: str) -> bool:
+    assert process.running(), process.output()
+    return text in process.output()
+
+
+async def stored(database_url: str) -> int:
+    conn = await asyncpg.connect(database_url)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM status_change_log"))
+    finally:
+        await conn.close()
+
+
+async def test_the_store_keeps_every_event_exactly_once_across_kill_9(
+    kafka_bootstrap: str, topic3: str, database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    total = 60_000
+    changes = [event(1 + i % 500, 1 + i % 7, STATUSES[i % 3], STATUSES[(i + 1) % 3]) for i in range(total)]
+    await publish(kafka_bootstrap, topic3, [(e.key, e.value()) for e in changes])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic3, "DATABASE_URL": database_url}
+    store = consumer("consumers.store", tmp_path, env)
+    store.start()
+    try:
+
+        async def some_stored() -> bool:
+            assert store.running(), store.output()
+            return await stored(database_url) > 0
+
+        await wait_until(some_stored, "the first stored batch")
+        store.kill()
+        at_kill = await stored(database_url)
+        assert 0 < at_kill < total, "the kill landed mid-stream"
+
+        store.start()  # the same group: it resumes from the committed offsets, replaying what was not committed
+
+        async def all_stored() -> bool:
+            assert store.running(), store.output()
+            return await stored(database_url) >= total
+
+        await wait_until(all_stored, f"{total} stored events")
+        assert store.terminate() == 0
+    finally:
+        if store.running():
+            store.kill()
+
+    records = await read_topic(kafka_bootstrap, topic3)
+    on_topic = {json.loads(r.value)["event_id"]: (r.partition, r.offset) for r in records}
+    rows = await db.fetch("SELECT event_id::text, kafka_partition, kafka_offset FROM status_change_log")
+    assert len(rows) == len(on_topic) == total
+    assert {r["event_id"]: (r["kafka_partition"], r["kafka_offset"]) for r in rows} == on_topic
+    sample = await db.fetchrow("SELECT * FROM status_change_log WHERE event_id = $1", changes[123].event_id)
+    assert sample is not None
+    assert (sample["product_id"], sample["warehouse_id"], sample["old_status"], sample["new_status"]) == (
+        changes[123].product_id, changes[123].warehouse_id, changes[123].old_status, changes[123].new_status,
+    )  # fmt: skip
+
+
+async def test_a_message_that_does_not_parse_is_skipped_and_reported(
+    kafka_bootstrap: str, topic: str, database_url: str, tmp_path: Path
+) -> None:
+    good = [event(1, 1, "out_of_stock", "running_low"), event(1, 1, "running_low", "available")]
+    future = json.loads(good[0].value()) | {"schema_version": 2}
+    await publish(
+        kafka_bootstrap, topic,
+        [(good[0].key, good[0].value()), (b"1:1", b"{not json"), (b"1:1", json.dumps(future).encode()),
+         (good[1].key, good[1].value())],
+    )  # fmt: skip
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": database_url}
+    store = consumer("consumers.store", tmp_path, env).start()
+    try:
+
+        async def both_stored() -> bool:
+            assert store.running(), store.output()
+            return await stored(database_url) == 2
+
+        await wait_until(both_stored, "the two good events")
+        assert await store.metric("warehouse_store_skipped_messages_total") == 2
+        assert await store.metric("warehouse_store_events_total") == 2
+    finally:
+        store.terminate()
+    out = store.output()
+    assert "skipped the message at partition 0, offset 1: not JSON" in out
+    assert "skipped the message at partition 0, offset 2: schema_version 2; this consumer reads 1" in out
