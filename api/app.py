@@ -29,10 +29,12 @@ async def forget_idempotency_keys(store: Store, hours: int) -> None:
     """Hourly: results of writes older than API_IDEMPOTENCY_HOURS are dropped; their keys can be used anew."""
     while True:
         try:
-            deleted = await store.fetchval("forget_idempotency_keys", hours)
-            log.debug("forgot idempotency keys: %s", deleted)
+            forgotten = await store.fetchval("forget_idempotency_keys", hours)
+            log.info("forgot %d idempotency keys older than %d h", forgotten, hours)
         except DatabaseUnavailable as e:
             log.warning("could not forget old idempotency keys: %s", e.detail)
+        except Exception:  # a bug here must not end the task: keys would never be forgotten again
+            log.exception("could not forget old idempotency keys")
         await asyncio.sleep(FORGET_EVERY_S)
 
 
@@ -62,7 +64,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # the outermost: it counts 401s too
+    # The outermost: it counts every answer, the middlewares' own 401s and 413s too (as route `unmatched`: they
+    # answer before routing).
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

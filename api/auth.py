@@ -7,13 +7,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import Any, Protocol
 
-from fastapi import Request
+from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import ApiError, Forbidden, Unauthenticated, problem_response
-from api.store import Store
 
 KEY_PREFIX = "wt_"
 _MAX_KEY_LENGTH = 200
@@ -43,6 +42,12 @@ class Caller:
     role: Role
 
 
+class KeyLookup(Protocol):
+    """What the cache needs of the store."""
+
+    async def fetchrow(self, name: str, *args: Any) -> Any: ...
+
+
 class KeyCache:
     """Keys this process has checked, trusted for `ttl` seconds, so a read costs no extra query. A key revoked
     through this process stops working at once; through another, within `ttl`."""
@@ -50,23 +55,26 @@ class KeyCache:
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
         self._callers: dict[bytes, tuple[float, Caller]] = {}
+        self._revocations = 0  # a lookup that started before a revocation is not cached: it may predate it
 
-    async def caller(self, store: Store, key: str) -> Caller | None:
+    async def caller(self, store: "KeyLookup", key: str) -> Caller | None:
         digest = key_hash(key)
         now = time.monotonic()
         cached = self._callers.get(digest)
         if cached and cached[0] > now:
             return cached[1]
+        revocations = self._revocations
         row = await store.fetchrow("api_key_by_hash", digest)
         if row is None:
             self._callers.pop(digest, None)
             return None
         found = Caller(row["id"], row["name"], Role(row["role"]))
-        if self.ttl > 0:
+        if self.ttl > 0 and revocations == self._revocations:
             self._callers[digest] = (now + self.ttl, found)
         return found
 
     def forget(self, key_id: int) -> None:
+        self._revocations += 1
         for digest, (_, caller) in list(self._callers.items()):
             if caller.key_id == key_id:
                 del self._callers[digest]
@@ -97,7 +105,8 @@ class AuthMiddleware:
 
     async def _authenticate(self, scope: Scope) -> Caller:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
-        scheme, _, key = header.partition(" ")
+        scheme, _, key = header.strip().partition(" ")
+        key = key.strip()
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("send an API key: Authorization: Bearer <key>", headers=_CHALLENGE)
         found = None
@@ -108,12 +117,27 @@ class AuthMiddleware:
         return found
 
 
-def authorize(request: Request, role: Role) -> Caller:
-    """The caller (authenticated by AuthMiddleware), if its role is `role` or above; else 403."""
-    caller: Caller = request.state.caller
-    if _RANK[caller.role] < _RANK[role]:
-        raise Forbidden(f"this needs the {role} role or above; key {caller.name!r} has {caller.role}")
-    return caller
+def caller(request: Request) -> Caller:
+    """Who sent the request (AuthMiddleware authenticated it)."""
+    found: Caller = request.state.caller
+    return found
+
+
+def require(role: Role) -> Any:
+    """A route dependency: 403 unless the caller's role is `role` or above. FastAPI runs it before it validates
+    the request's parameters and body, so a key without the role learns nothing about them. Every key is at least
+    a viewer: routes for viewers need no dependency (the middleware's check is theirs)."""
+
+    async def check(request: Request) -> None:
+        found = caller(request)
+        if _RANK[found.role] < _RANK[role]:
+            raise Forbidden(f"this needs the {role} role or above; key {found.name!r} has {found.role}")
+
+    return Depends(check)
+
+
+OPERATOR = require(Role.operator)
+ADMIN = require(Role.admin)
 
 
 def document_security(schema: dict[str, Any]) -> dict[str, Any]:

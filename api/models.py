@@ -5,7 +5,16 @@ from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from api.auth import Role
 
@@ -17,9 +26,20 @@ Quantity = Annotated[int, Field(strict=True, ge=1, le=MAX_INT, description="How 
 Threshold = Annotated[
     int, Field(strict=True, ge=0, le=MAX_INT, description="At or below it, a stocked item is running low.")
 ]
-# Printable text: no control characters (PostgreSQL cannot store NUL, and a tab in a name is a mistake).
+
+
+def _printable(name: str) -> str:
+    if not name.isprintable():
+        raise ValueError("must be printable text: no control, format or separator characters but spaces")
+    return name
+
+
+# Printable text (PostgreSQL cannot store NUL, and a tab or a zero-width space in a name is a mistake). The pattern
+# says what a schema can; isprintable() the rest.
 Name = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
+    AfterValidator(_printable),
 ]
 
 
@@ -60,13 +80,15 @@ class OperationIn(Input):
     """receipt and shipment: how many units come in or go out (1 or more). adjustment: the signed correction
     (+5 found, -3 lost; not 0)."""
 
-    @model_validator(mode="after")
-    def _quantity_fits_type(self) -> "OperationIn":
-        if self.operation_type == "adjustment" and self.quantity == 0:
+    @field_validator("quantity")
+    @classmethod
+    def _quantity_fits_type(cls, quantity: int, info: ValidationInfo) -> int:
+        kind = info.data.get("operation_type")
+        if kind == "adjustment" and quantity == 0:
             raise ValueError("an adjustment changes the quantity: give a signed amount other than 0")
-        if self.operation_type != "adjustment" and self.quantity < 1:
-            raise ValueError(f"a {self.operation_type} moves 1 unit or more; for a correction use an adjustment")
-        return self
+        if kind in ("receipt", "shipment") and quantity < 1:
+            raise ValueError(f"a {kind} moves 1 unit or more; for a correction use an adjustment")
+        return quantity
 
     @property
     def signed_quantity(self) -> int:
@@ -89,11 +111,12 @@ class TransferIn(Input):
     to_warehouse_id: Id
     quantity: Quantity
 
-    @model_validator(mode="after")
-    def _two_warehouses(self) -> "TransferIn":
-        if self.from_warehouse_id == self.to_warehouse_id:
-            raise ValueError("a transfer moves stock between two different warehouses")
-        return self
+    @field_validator("to_warehouse_id")
+    @classmethod
+    def _two_warehouses(cls, to_warehouse: int, info: ValidationInfo) -> int:
+        if to_warehouse == info.data.get("from_warehouse_id"):
+            raise ValueError("a transfer moves stock between two different warehouses: this is from_warehouse_id")
+        return to_warehouse
 
 
 class TransferOut(BaseModel):

@@ -57,5 +57,7 @@ def paginate(
         return rows
     page = rows[:limit]
     cursor = encode(kind, [page[-1][k] for k in key])
-    response.headers["Link"] = f'<{request.url.include_query_params(cursor=cursor)}>; rel="next"'
+    # A relative reference (RFC 8288): right behind a proxy, and never built from a client's Host header.
+    next_url = request.url.include_query_params(cursor=cursor)
+    response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'
     return page

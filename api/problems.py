@@ -124,6 +124,16 @@ async def _api_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
+    invalid_json = [e for e in exc.errors() if e.get("type") == "json_invalid"]
+    if invalid_json:
+        reason = invalid_json[0].get("ctx", {}).get("error", "invalid JSON")
+        position = invalid_json[0].get("loc", ("body", "?"))[-1]
+        return problem_response(
+            400,
+            MalformedRequest.type,
+            MalformedRequest.title,
+            f"the body is not JSON: {reason} (at character {position})",
+        )
     errors = field_errors(exc.errors())
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem_response(422, InvalidRequest.type, InvalidRequest.title, detail, errors=errors)
@@ -141,7 +151,12 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     )  # fmt: skip
 
 
+_DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
 def _allowed_methods(app: FastAPI, path: str) -> list[str]:
+    if path in _DOCS:
+        return ["GET"]
     methods: set[str] = set()
     for template, operations in app.openapi()["paths"].items():
         if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):

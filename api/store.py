@@ -25,6 +25,9 @@ _UNAVAILABLE = (
 )
 
 
+_RETRY_STATES = frozenset({"40P01", "40001", "57P01", "57P02", "57P03"})
+
+
 def _fields(detail: str | None) -> dict[str, str]:
     """`product_id=3 warehouse_id=5` (the DETAIL of the database's own errors) as a dict."""
     return dict(part.split("=", 1) for part in (detail or "").split() if "=" in part)
@@ -53,7 +56,8 @@ async def translated() -> AsyncIterator[None]:
             raise DatabaseUnavailable(
                 "the database did not answer in time (API_STATEMENT_TIMEOUT); try again", headers={"Retry-After": "1"}
             ) from e
-        if isinstance(e, _UNAVAILABLE) or sqlstate in ("40P01", "40001"):
+        # 08: connection lost; 53: out of connections or memory; 57P0x: shutting down; 40P01/40001: try again.
+        if isinstance(e, _UNAVAILABLE) or (sqlstate or "")[:2] in ("08", "53") or sqlstate in _RETRY_STATES:
             raise DatabaseUnavailable(f"PostgreSQL: {e}; try again", headers={"Retry-After": "1"}) from e
         raise
     except _UNAVAILABLE as e:
@@ -113,10 +117,12 @@ class Store:
         async with self.transaction() as conn:
             if idempotency_key is None:
                 return (await write(conn)).model_dump(mode="json"), False
-            claimed = await conn.fetchval(Q["claim_idempotency_key"], api_key_id, idempotency_key, fingerprint)
-            if not claimed:
+            first = None
+            while first is None:  # None: the first's row was just forgotten (expired): claim the key anew
+                if await conn.fetchval(Q["claim_idempotency_key"], api_key_id, idempotency_key, fingerprint):
+                    break
                 first = await conn.fetchrow(Q["idempotent_response"], api_key_id, idempotency_key)
-                assert first is not None, "a claim that is not ours is committed"
+            if first is not None:
                 if first["request_hash"] != fingerprint:
                     raise IdempotencyKeyReused(
                         f"Idempotency-Key {idempotency_key!r} was first used with another request; "

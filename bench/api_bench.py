@@ -69,6 +69,13 @@ class Server:
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(self.port), "API_HOST": "127.0.0.1"}
         self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO)
+        try:
+            self._wait_ready(module, probe, headers)
+        except BaseException:
+            self.proc.kill()
+            raise
+
+    def _wait_ready(self, module: str, probe: str, headers: dict[str, str]) -> None:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             try:

@@ -4,7 +4,6 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.auth import Role, authorize
 from api.models import MAX_BIGINT, Balance, StatusChangeCount, StockStatus
 from api.pagination import LINK_HEADER, Cursor, Limit, decode, paginate
 from api.problems import InvalidRequest, UnknownProduct, UnknownWarehouse, responses
@@ -17,15 +16,24 @@ ProductFilter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="On
 WarehouseFilter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="Only this warehouse's balances.")]
 
 
-def page(request: Request, response: Response, rows: list[Any], limit: int) -> list[Balance]:
+def scope(product_id: int | None, warehouse_id: int | None) -> str:
+    """The list a balance cursor belongs to: a cursor of one product's list means nothing in another's."""
+    if product_id is not None:
+        return f"balances of product {product_id}"
+    if warehouse_id is not None:
+        return f"balances at warehouse {warehouse_id}"
+    return "balances"
+
+
+def page(request: Request, response: Response, rows: list[Any], limit: int, kind: str) -> list[Balance]:
     key = ("product_id", "warehouse_id")
-    return [Balance(**r) for r in paginate(request, response, rows, limit, "balances", key)]
+    return [Balance(**r) for r in paginate(request, response, rows, limit, kind, key)]
 
 
 def path_id(request: Request, name: str) -> int:
     """An id from the path, checked as FastAPI would check a `PathId` parameter."""
     value = request.path_params[name]
-    number = int(value) if value.isascii() and value.isdigit() else 0
+    number = int(value) if value.isascii() and value.isdigit() and len(value.lstrip("0")) <= 19 else 0
     if not 1 <= number <= MAX_BIGINT:
         message = f"must be a whole number from 1 to {MAX_BIGINT}, got {value[:30]!r}"
         raise InvalidRequest(f"path.{name}: {message}", errors=[{"field": f"path.{name}", "message": message}])
@@ -49,7 +57,6 @@ _PAIR_PARAMETERS = [
 )
 async def pair_balance(request: Request) -> Response:
     """One product at one warehouse. A pair never stocked has quantity 0, `out_of_stock`, `updated_at` null."""
-    authorize(request, Role.viewer)
     product_id, warehouse_id = path_id(request, "product_id"), path_id(request, "warehouse_id")
     row = await store(request).fetchrow("balance", product_id, warehouse_id)
     assert row is not None
@@ -75,16 +82,16 @@ async def list_balances(
     warehouse_id: WarehouseFilter = None,
 ) -> list[Balance]:
     """Every balance, ordered by product, then warehouse. The filters combine."""
-    authorize(request, Role.viewer)
     db = store(request)
-    after_product, after_warehouse = decode("balances", cursor, 2)
+    kind = scope(product_id, warehouse_id)
+    after_product, after_warehouse = decode(kind, cursor, 2)
     if product_id is not None:
         rows = await db.fetch("balances_of_product", product_id, after_warehouse, status, warehouse_id, limit + 1)
     elif warehouse_id is not None:
         rows = await db.fetch("balances_at_warehouse", warehouse_id, after_product, status, limit + 1)
     else:
         rows = await db.fetch("balances", after_product, after_warehouse, status, limit + 1)
-    return page(request, response, rows, limit)
+    return page(request, response, rows, limit, kind)
 
 
 @router.get("/balances/product/{product_id}", responses={**responses(UnknownProduct), **PAGE})
@@ -97,13 +104,13 @@ async def product_balances(
     status: StatusFilter = None,
 ) -> list[Balance]:
     """A product's balance at every warehouse that has stocked it, ordered by warehouse."""
-    authorize(request, Role.viewer)
     db = store(request)
-    _, after_warehouse = decode("balances", cursor, 2)
+    kind = scope(product_id, None)
+    _, after_warehouse = decode(kind, cursor, 2)
     rows = await db.fetch("balances_of_product", product_id, after_warehouse, status, None, limit + 1)
     if not rows and not await db.fetchval("product_exists", product_id):
         raise UnknownProduct(f"product {product_id} does not exist")
-    return page(request, response, rows, limit)
+    return page(request, response, rows, limit, kind)
 
 
 @router.get("/balances/warehouse/{warehouse_id}", responses={**responses(UnknownWarehouse), **PAGE})
@@ -116,17 +123,16 @@ async def warehouse_balances(
     status: StatusFilter = None,
 ) -> list[Balance]:
     """A warehouse's balance of every product it has stocked, ordered by product."""
-    authorize(request, Role.viewer)
     db = store(request)
-    after_product, _ = decode("balances", cursor, 2)
+    kind = scope(None, warehouse_id)
+    after_product, _ = decode(kind, cursor, 2)
     rows = await db.fetch("balances_at_warehouse", warehouse_id, after_product, status, limit + 1)
     if not rows and not await db.fetchval("warehouse_exists", warehouse_id):
         raise UnknownWarehouse(f"warehouse {warehouse_id} does not exist")
-    return page(request, response, rows, limit)
+    return page(request, response, rows, limit, kind)
 
 
 @router.get("/status-change-count", responses=responses())
 async def status_change_count(request: Request) -> StatusChangeCount:
     """How many times any balance's status has changed, ever: exact, whatever the bridge has published."""
-    authorize(request, Role.viewer)
     return StatusChangeCount(status_changes=await store(request).fetchval("status_change_count"))

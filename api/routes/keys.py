@@ -2,19 +2,18 @@
 
 from fastapi import APIRouter, Request, Response
 
-from api.auth import Role, authorize, key_hash, new_key
+from api.auth import ADMIN, key_hash, new_key
 from api.models import ApiKey, ApiKeyIn, NewApiKey
 from api.problems import LastAdminKey, UnknownApiKey, responses
 from api.routes.common import PathId, store
 from api.store import Q
 
-router = APIRouter(tags=["api keys"])
+router = APIRouter(tags=["api keys"], dependencies=[ADMIN])
 
 
 @router.post("/api-keys", status_code=201, responses=responses())
 async def create_api_key(request: Request, body: ApiKeyIn) -> NewApiKey:
     """A new key with a role. The key is in this response only: store it now."""
-    authorize(request, Role.admin)
     key = new_key()
     row = await store(request).fetchrow("create_api_key", body.name, body.role, key_hash(key), key[:10])
     assert row is not None
@@ -24,7 +23,6 @@ async def create_api_key(request: Request, body: ApiKeyIn) -> NewApiKey:
 @router.get("/api-keys", responses=responses())
 async def list_api_keys(request: Request) -> list[ApiKey]:
     """Every key, revoked ones too (never the key itself)."""
-    authorize(request, Role.admin)
     return [ApiKey(**r) for r in await store(request).fetch("api_keys")]
 
 
@@ -32,7 +30,6 @@ async def list_api_keys(request: Request) -> list[ApiKey]:
 async def revoke_api_key(request: Request, key_id: PathId) -> Response:
     """Revoke a key: it stops working at once on this API process, within API_KEY_CACHE_SECONDS on others.
     Revoking a revoked key is a no-op. The last active admin key cannot be revoked (409)."""
-    authorize(request, Role.admin)
     async with store(request).transaction() as conn:
         await conn.execute(Q["lock_api_keys"])
         key = await conn.fetchrow(Q["api_key"], key_id)

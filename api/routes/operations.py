@@ -6,7 +6,7 @@ from typing import Annotated
 import asyncpg
 from fastapi import APIRouter, Header, Request, Response
 
-from api.auth import Role, authorize
+from api.auth import OPERATOR, caller
 from api.models import BalanceAfterWrite, OperationIn, OperationOut, TransferIn, TransferOut
 from api.problems import IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse, responses
 from api.routes.common import store
@@ -40,7 +40,12 @@ def replayed(response: Response, was: bool) -> None:
         response.headers["Idempotent-Replayed"] = "true"
 
 
-@router.post("/operations", status_code=201, responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}})
+@router.post(
+    "/operations",
+    status_code=201,
+    responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}},
+    dependencies=[OPERATOR],
+)
 async def record_operation(
     request: Request,
     response: Response,
@@ -49,7 +54,6 @@ async def record_operation(
 ) -> OperationOut:
     """Record a receipt, a shipment or an adjustment. A shipment (or a negative adjustment) larger than the stock
     is refused with 409 and changes nothing."""
-    caller = authorize(request, Role.operator)
 
     async def write(conn: asyncpg.Connection) -> OperationOut:
         row = await conn.fetchrow(
@@ -63,12 +67,17 @@ async def record_operation(
         )  # fmt: skip
 
     fingerprint = request_hash("POST /operations", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(caller.key_id, idempotency_key, fingerprint, write)
+    result, was_replayed = await store(request).write_once(caller(request).key_id, idempotency_key, fingerprint, write)
     replayed(response, was_replayed)
     return OperationOut.model_validate(result)
 
 
-@router.post("/transfers", status_code=201, responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}})
+@router.post(
+    "/transfers",
+    status_code=201,
+    responses={**WRITE_ERRORS, 201: {"headers": REPLAYED}},
+    dependencies=[OPERATOR],
+)
 async def transfer(
     request: Request,
     response: Response,
@@ -77,7 +86,6 @@ async def transfer(
 ) -> TransferOut:
     """Move stock of a product from one warehouse to another, atomically: not enough at the source moves
     nothing (409)."""
-    caller = authorize(request, Role.operator)
 
     async def write(conn: asyncpg.Connection) -> TransferOut:
         transfer_id = await conn.fetchval(
@@ -90,6 +98,6 @@ async def transfer(
         )  # fmt: skip
 
     fingerprint = request_hash("POST /transfers", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(caller.key_id, idempotency_key, fingerprint, write)
+    result, was_replayed = await store(request).write_once(caller(request).key_id, idempotency_key, fingerprint, write)
     replayed(response, was_replayed)
     return TransferOut.model_validate(result)

@@ -80,8 +80,11 @@ UPDATE idempotent_requests
  WHERE api_key_id = $1 AND idempotency_key = $2;
 
 -- name: forget_idempotency_keys
--- $1 hours to keep
-DELETE FROM idempotent_requests WHERE created_at < now() - make_interval(hours => $1);
+-- $1 hours to keep; returns how many were forgotten
+WITH forgotten AS (
+    DELETE FROM idempotent_requests WHERE created_at < now() - make_interval(hours => $1) RETURNING 1
+)
+SELECT count(*) FROM forgotten;
 
 -- name: create_product
 INSERT INTO products (name, low_stock_threshold) VALUES ($1, $2)
@@ -135,8 +138,9 @@ SELECT count(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL;
 -- name: revoke_api_key
 UPDATE api_keys SET revoked_at = now() WHERE id = $1 AND revoked_at IS NULL;
 
--- name: active_admin_key_exists
-SELECT EXISTS (SELECT 1 FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL);
+-- name: migrations_table_exists
+SELECT to_regclass('schema_migrations') IS NOT NULL;
 
--- name: ping
-SELECT 1;
+-- name: migrated_to
+-- Whether the database has migration $1 (the newest this code knows), i.e. the schema the API expects.
+SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1);

@@ -58,7 +58,11 @@ def test_every_route_of_the_app_is_in_the_matrix() -> None:
 
 async def seed(db: asyncpg.Connection) -> int:
     """A product, two warehouses, and a spare key for DELETE to revoke; its id."""
-    await db.execute("INSERT INTO products (name) VALUES ('p1'); INSERT INTO warehouses (name) VALUES ('w1'), ('w2')")
+    await db.execute(
+        "INSERT INTO products (name) VALUES ('p1'); INSERT INTO warehouses (name) VALUES ('w1'), ('w2');"
+        "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type)"
+        " VALUES (1, 1, 100, 'receipt')"
+    )
     return int(
         await db.fetchval(
             "INSERT INTO api_keys (name, role, key_hash, key_prefix) "
@@ -80,11 +84,24 @@ async def test_each_role_on_each_route_gets_through_or_403(api: Api, db: asyncpg
                 assert r.status_code < 400, (method, path, role, r.text)
 
 
+async def test_a_role_too_low_is_told_403_before_anything_about_its_input(api: Api, db: asyncpg.Connection) -> None:
+    await seed(db)
+    for method, path, body in (
+        ("POST", "/products", {"x": 1}),
+        ("PATCH", "/products/abc", {"name": ""}),
+        ("POST", "/operations", {"operation_type": "sold"}),
+        ("DELETE", "/api-keys/0", None),
+    ):
+        r = await api.client.request(method, path, json=body, headers=api.auth(Role.viewer))
+        assert r.status_code == 403, (method, path, r.text)
+
+
 async def test_without_a_valid_key_every_route_but_health_and_docs_is_401(api: Api, db: asyncpg.Connection) -> None:
     spare = await seed(db)
     for method, template in sorted(NEEDS):
         path = template.format(product_id=1, warehouse_id=1, key_id=spare)
-        for headers in ({}, {"Authorization": "Bearer wt_wrong"}, {"Authorization": "Basic dTpw"}):
+        for headers in ({}, {"Authorization": "Bearer wt_wrong"}, {"Authorization": "Basic dTpw"},
+                        {"Authorization": "Bearer"}, {"Authorization": "Bearer wt_" + "x" * 300}):  # fmt: skip
             r = await api.client.request(method, path, json=BODIES.get(template), headers=headers)
             assert r.status_code == 401, (method, path, headers, r.text)
             assert r.headers["www-authenticate"] == "Bearer"

@@ -171,7 +171,8 @@ async def test_requests_answer_503_while_postgresql_is_unreachable(database_url:
 
 
 @pytest.mark.parametrize("path", ["/balances/product/0/warehouse/1", "/balances/product/1/warehouse/x1",
-                                  "/balances/product/1/warehouse/99999999999999999999", "/products/-1"])  # fmt: skip
+                                  "/balances/product/1/warehouse/99999999999999999999", "/products/-1",
+                                  "/balances/product/" + "1" * 5000 + "/warehouse/1"])  # fmt: skip
 async def test_a_bad_id_in_the_path_is_a_422_naming_it(api: Api, path: str) -> None:
     r = await api.get(path)
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
@@ -208,3 +209,28 @@ async def test_a_body_over_64_kib_is_refused(api: Api, db: asyncpg.Connection) -
     r = await api.client.post("/products", content=small(), headers=headers)
     assert r.status_code == 201 and r.json()["name"] == "chunked but small"
     assert await db.fetchval("SELECT count(*) FROM products") == 1
+
+
+async def test_a_cursor_belongs_to_its_list(api: Api, db: asyncpg.Connection) -> None:
+    await stock(db, 3, 3)
+    r = await api.get("/balances?limit=2")
+    cursor = r.links["next"]["url"].split("cursor=")[1]
+    for other in ("/balances?product_id=3", "/balances/warehouse/1", "/balances/product/2"):
+        r = await api.get(f"{other}{'&' if '?' in other else '?'}cursor={cursor}")
+        assert r.status_code == 422 and r.json()["errors"][0]["field"] == "query.cursor", other
+    with_status = await api.get(f"/balances?status=available&cursor={cursor}")  # a filter keeps the order
+    first = with_status.json()[0]
+    assert (first["product_id"], first["warehouse_id"]) == (1, 3)
+
+
+async def test_a_body_that_is_not_json_is_a_400(api: Api) -> None:
+    headers = {**api.auth(Role.admin), "content-type": "application/json"}
+    r = await api.client.post("/products", content=b'{"name": "x",', headers=headers)
+    assert r.status_code == 400 and r.json()["type"] == "/problems/malformed-request"
+    assert "not JSON" in r.json()["detail"]
+
+
+async def test_readyz_answers_503_until_the_database_is_migrated(empty_database_url: str) -> None:
+    async with serve(empty_database_url, make_keys=False) as api:
+        r = await api.client.get("/readyz")
+        assert r.status_code == 503 and "python -m db migrate" in r.json()["detail"]
