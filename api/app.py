@@ -14,7 +14,7 @@ from api.config import ApiSettings
 from api.limits import BodyLimitMiddleware
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
-from api.routes import balances, catalog, health, keys, operations
+from api.routes import balances, catalog, health, history, keys, operations
 from api.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.keys = KeyCache(settings.api_key_cache_seconds)
     app.state.metrics = RequestMetrics()
     problems.install(app)
-    for module in (balances, operations, catalog, keys, health):
+    for module in (balances, operations, catalog, history, keys, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)

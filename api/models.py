@@ -183,3 +183,16 @@ class NewApiKey(ApiKey):
 
 class Health(BaseModel):
     status: Literal["ok", "ready"]
+
+
+class StatusChangeRecord(BaseModel):
+    """One stored status change (the event as published; see bridge/events.py)."""
+
+    event_id: UUID
+    occurred_at: datetime
+    product_id: int
+    warehouse_id: int
+    old_status: StockStatus
+    new_status: StockStatus
+    quantity: int
+    operation_id: int | None

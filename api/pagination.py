@@ -4,7 +4,7 @@
 import base64
 import binascii
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Annotated, Any
 
 from fastapi import Query, Request, Response
@@ -49,14 +49,19 @@ def decode(kind: str, cursor: str | None, size: int) -> tuple[int, ...]:
 
 
 def paginate(
-    request: Request, response: Response, rows: Sequence[Any], limit: int, kind: str, key: Sequence[str]
+    request: Request,
+    response: Response,
+    rows: Sequence[Any],
+    limit: int,
+    kind: str,
+    key: Callable[[Any], Sequence[int]],
 ) -> Sequence[Any]:
     """The page's rows (the query fetched one more than `limit`, to know whether a next page exists), with the
-    Link header set when it does."""
+    Link header set when it does; `key` gives a row's place in the list's order."""
     if len(rows) <= limit:
         return rows
     page = rows[:limit]
-    cursor = encode(kind, [page[-1][k] for k in key])
+    cursor = encode(kind, key(page[-1]))
     # A relative reference (RFC 8288): right behind a proxy, and never built from a client's Host header.
     next_url = request.url.include_query_params(cursor=cursor)
     response.headers["Link"] = f'<{next_url.path}?{next_url.query}>; rel="next"'

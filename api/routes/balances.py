@@ -26,8 +26,8 @@ def scope(product_id: int | None, warehouse_id: int | None) -> str:
 
 
 def page(request: Request, response: Response, rows: list[Any], limit: int, kind: str) -> list[Balance]:
-    key = ("product_id", "warehouse_id")
-    return [Balance(**r) for r in paginate(request, response, rows, limit, kind, key)]
+    shown = paginate(request, response, rows, limit, kind, lambda r: (r["product_id"], r["warehouse_id"]))
+    return [Balance(**r) for r in shown]
 
 
 def path_id(request: Request, name: str) -> int:

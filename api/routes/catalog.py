@@ -14,6 +14,10 @@ router = APIRouter()
 PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": LINK_HEADER}}
 
 
+def by_id(row: Any) -> tuple[int]:
+    return (row["id"],)
+
+
 @router.post("/products", status_code=201, tags=["products"], responses=responses(), dependencies=[ADMIN])
 async def create_product(request: Request, body: ProductIn) -> Product:
     """A new product; its threshold defaults to 10."""
@@ -29,7 +33,7 @@ async def list_products(
     """Every product, by id."""
     (after,) = decode("products", cursor, 1)
     rows = await store(request).fetch("products", after, limit + 1)
-    return [Product(**r) for r in paginate(request, response, rows, limit, "products", ("id",))]
+    return [Product(**r) for r in paginate(request, response, rows, limit, "products", by_id)]
 
 
 @router.get("/products/{product_id}", tags=["products"], responses=responses(UnknownProduct))
@@ -65,7 +69,7 @@ async def list_warehouses(
     """Every warehouse, by id."""
     (after,) = decode("warehouses", cursor, 1)
     rows = await store(request).fetch("warehouses", after, limit + 1)
-    return [Warehouse(**r) for r in paginate(request, response, rows, limit, "warehouses", ("id",))]
+    return [Warehouse(**r) for r in paginate(request, response, rows, limit, "warehouses", by_id)]
 
 
 @router.get("/warehouses/{warehouse_id}", tags=["warehouses"], responses=responses(UnknownWarehouse))

@@ -16,7 +16,8 @@ CREATE TABLE status_change_log (
     kafka_offset    bigint    NOT NULL,
     stored_at    timestamptz  NOT NULL DEFAULT now()
 );
--- History is read newest first, all of it or one product's, warehouse's or pair's.
+-- History is read newest first (keyset on occurred_at, event_id): all of it, or one product's (a pair's too), or
+-- one warehouse's.
 CREATE INDEX status_change_log_newest ON status_change_log (occurred_at DESC, event_id DESC);
-CREATE INDEX status_change_log_pair ON status_change_log (product_id, warehouse_id, occurred_at DESC, event_id DESC);
+CREATE INDEX status_change_log_product ON status_change_log (product_id, occurred_at DESC, event_id DESC);
 CREATE INDEX status_change_log_warehouse ON status_change_log (warehouse_id, occurred_at DESC, event_id DESC);

@@ -144,3 +144,32 @@ SELECT to_regclass('schema_migrations') IS NOT NULL;
 -- name: migrated_to
 -- Whether the database has migration $1 (the newest this code knows), i.e. the schema the API expects.
 SELECT EXISTS (SELECT 1 FROM schema_migrations WHERE version = $1);
+
+-- History: the stored event log, newest first. $1, $2: after (occurred_at, event_id) of the previous page's last
+-- row ('infinity' and the greatest uuid: from the newest); $3, $4: since and until ('-infinity', 'infinity':
+-- unbounded); then the filter and the rows.
+
+-- name: status_changes
+SELECT event_id, occurred_at, product_id, warehouse_id, old_status, new_status, quantity, operation_id
+  FROM status_change_log
+ WHERE (occurred_at, event_id) < ($1, $2) AND occurred_at >= $3 AND occurred_at < $4
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT $5;
+
+-- name: status_changes_of_product
+-- $5 product, $6 warehouse or NULL, $7 rows
+SELECT event_id, occurred_at, product_id, warehouse_id, old_status, new_status, quantity, operation_id
+  FROM status_change_log
+ WHERE product_id = $5 AND ($6::bigint IS NULL OR warehouse_id = $6)
+   AND (occurred_at, event_id) < ($1, $2) AND occurred_at >= $3 AND occurred_at < $4
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT $7;
+
+-- name: status_changes_at_warehouse
+-- $5 warehouse, $6 rows
+SELECT event_id, occurred_at, product_id, warehouse_id, old_status, new_status, quantity, operation_id
+  FROM status_change_log
+ WHERE warehouse_id = $5
+   AND (occurred_at, event_id) < ($1, $2) AND occurred_at >= $3 AND occurred_at < $4
+ ORDER BY occurred_at DESC, event_id DESC
+ LIMIT $6;

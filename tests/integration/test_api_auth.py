@@ -21,6 +21,7 @@ NEEDS = {
     ("GET", "/balances/warehouse/{warehouse_id}"): Role.viewer,
     ("GET", "/balances/product/{product_id}/warehouse/{warehouse_id}"): Role.viewer,
     ("GET", "/status-change-count"): Role.viewer,
+    ("GET", "/status-changes"): Role.viewer,
     ("GET", "/products"): Role.viewer,
     ("GET", "/products/{product_id}"): Role.viewer,
     ("GET", "/warehouses"): Role.viewer,
