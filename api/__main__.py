@@ -23,6 +23,7 @@ from db.connect import DatabaseUnavailable, connect
 from db.queries import queries
 
 Q = queries("api")
+SHUTDOWN_GRACE_S = 5  # SIGTERM: requests in flight get this long; live streams, which never end, are then closed
 
 
 class _Server(uvicorn.Server):
@@ -114,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = uvicorn.Config(
         create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
-        access_log=settings.api_access_log,
+        access_log=settings.api_access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )  # fmt: skip
     server = _Server(config)
     server.run()

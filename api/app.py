@@ -12,9 +12,10 @@ from api import problems
 from api.auth import AuthMiddleware, KeyCache, document_security
 from api.config import ApiSettings
 from api.limits import BodyLimitMiddleware
+from api.live import LiveFeed
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
-from api.routes import balances, catalog, health, history, keys, operations
+from api.routes import balances, catalog, health, history, keys, live, operations
 from api.store import Store
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             try:
                 yield
             finally:
+                await app.state.live.close()
                 forgetting.cancel()
                 await asyncio.gather(forgetting, return_exceptions=True)
 
@@ -59,8 +61,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     )  # fmt: skip
     app.state.keys = KeyCache(settings.api_key_cache_seconds)
     app.state.metrics = RequestMetrics()
+    app.state.live = LiveFeed(settings.kafka_bootstrap_servers, settings.kafka_topic, settings.api_live_queue)
     problems.install(app)
-    for module in (balances, operations, catalog, history, keys, health):
+    for module in (balances, operations, catalog, history, live, keys, health):
         app.include_router(module.router)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)

@@ -8,6 +8,7 @@ import time
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
+from urllib.parse import parse_qs
 
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -81,23 +82,29 @@ class KeyCache:
 
 
 PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+LIVE_PATHS = frozenset({"/status-changes/stream", "/ws/status-changes"})
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class AuthMiddleware:
-    """Every request but those to PUBLIC_PATHS must carry a valid key: else 401, before anything else runs. The
-    caller goes into the request's state, where each route checks the role it needs (authorize()). A middleware,
-    not a FastAPI dependency: this runs on every request, and a dependency costs several times more."""
+    """Every request but those to PUBLIC_PATHS must carry a valid key: else 401 (a WebSocket: closed with 1008),
+    before anything else runs. The caller goes into the request's state; routes that need more than a viewer
+    check the role (require()). A middleware, not a FastAPI dependency: this runs on every request, and a
+    dependency costs several times more. The live streams also take the key as `?access_token=` (RFC 6750):
+    browsers cannot set headers on an EventSource or a WebSocket."""
 
     def __init__(self, app: ASGIApp, keys: KeyCache) -> None:
         self.app = app
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+        if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
             try:
                 scope.setdefault("state", {})["caller"] = await self._authenticate(scope)
             except ApiError as e:
+                if scope["type"] == "websocket":
+                    await send({"type": "websocket.close", "code": 1008, "reason": e.detail[:120]})
+                    return
                 response = problem_response(e.status, e.type, e.title, e.detail, e.headers)
                 await response(scope, receive, send)
                 return
@@ -107,6 +114,9 @@ class AuthMiddleware:
         header = next((v for k, v in scope["headers"] if k == b"authorization"), b"").decode("latin-1")
         scheme, _, key = header.strip().partition(" ")
         key = key.strip()
+        if not header and scope["path"] in LIVE_PATHS:
+            token = parse_qs(scope.get("query_string", b"").decode("latin-1")).get("access_token")
+            scheme, key = "bearer", token[0] if token else ""
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("send an API key: Authorization: Bearer <key>", headers=_CHALLENGE)
         found = None

@@ -55,7 +55,7 @@ async def serve(database_url: str, make_keys: bool = True, **settings: object) -
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = _Server(uvicorn.Config(app, log_level="warning", ws="none"))
+    server = _Server(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=2))
     task = asyncio.create_task(server.serve(sockets=[sock]), name="api")
     try:
         while not server.started:

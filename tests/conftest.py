@@ -3,6 +3,7 @@ names per test, so tests never see each other's data."""
 
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -11,6 +12,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
 from tests.api_harness import Api, serve
+from tests.bridge_harness import Bridges
 from tests.services import NoServices, Services, services
 
 
@@ -88,3 +90,11 @@ async def api(database_url: str) -> AsyncIterator[Api]:
     """The API over this test's database, served on a loopback port; a key for each role."""
     async with serve(database_url) as running:
         yield running
+
+
+@pytest.fixture
+async def bridges(database_url: str, kafka_bootstrap: str, topic_name: str, tmp_path: Path) -> AsyncIterator[Bridges]:
+    """A maker of bridges (real processes) over this test's database and topic; all killed afterwards."""
+    made = Bridges(database_url, kafka_bootstrap, topic_name, tmp_path)
+    yield made
+    await made.cleanup()

@@ -6,7 +6,6 @@ import asyncio
 import random
 import time
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import asyncpg
 import pytest
@@ -35,13 +34,6 @@ async def audited_db(database_url: str) -> AsyncIterator[asyncpg.Connection]:
     await ensure_reference_data(conn, 500, 10)
     yield conn
     await conn.close()
-
-
-@pytest.fixture
-async def bridges(database_url: str, kafka_bootstrap: str, topic_name: str, tmp_path: Path) -> AsyncIterator[Bridges]:
-    made = Bridges(database_url, kafka_bootstrap, topic_name, tmp_path)
-    yield made
-    await made.cleanup()
 
 
 async def test_changes_reach_the_topic_once_in_order_and_sigterm_exits_0(

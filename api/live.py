@@ -1,0 +1,127 @@
+"""Live status changes for the API's streams: one Kafka consumer per API process (no consumer group: each process
+reads every partition, from the end, `read_committed`), fanned out to each connected client through a queue of
+its own. A client more than API_LIVE_QUEUE events behind is dropped with a reason, so a slow client never slows
+the feed or the others. The consumer starts with the first client and then runs until the process stops."""
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaConsumer
+
+from api.problems import ApiError
+from bridge.events import StatusChanged
+from consumers.events import Skipped, parse
+
+log = logging.getLogger(__name__)
+READY_TIMEOUT_S = 10.0
+RETRY_MAX_S = 5.0
+
+
+class LiveUnavailable(ApiError):
+    status, type, title = 503, "/problems/live-unavailable", "The live feed cannot reach Kafka"
+
+
+@dataclass(eq=False)
+class Subscription:
+    product_id: int | None
+    warehouse_id: int | None
+    queue: asyncio.Queue[StatusChanged | None]
+    dropped: str | None = field(default=None)
+    """Why the feed dropped this client, once it has."""
+
+    def wants(self, event: StatusChanged) -> bool:
+        return (self.product_id is None or event.product_id == self.product_id) and (
+            self.warehouse_id is None or event.warehouse_id == self.warehouse_id
+        )
+
+    async def next(self) -> StatusChanged | None:
+        """The next event; None once the client is dropped."""
+        return await self.queue.get()
+
+
+class LiveFeed:
+    def __init__(self, bootstrap: str, topic: str, queue_size: int) -> None:
+        self.bootstrap, self.topic, self.queue_size = bootstrap, topic, queue_size
+        self.subscriptions: set[Subscription] = set()
+        self.ready = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def subscribe(self, product_id: int | None, warehouse_id: int | None) -> Subscription:
+        """A new client's subscription; every event the feed reads from now on that matches reaches it."""
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="live-feed")
+        try:
+            await asyncio.wait_for(self.ready.wait(), READY_TIMEOUT_S)
+        except TimeoutError as e:
+            raise LiveUnavailable(
+                f"the live feed could not reach Kafka within {READY_TIMEOUT_S:g} s; try again",
+                headers={"Retry-After": "5"},
+            ) from e
+        subscription = Subscription(product_id, warehouse_id, asyncio.Queue(self.queue_size))
+        self.subscriptions.add(subscription)
+        return subscription
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
+
+    def _deliver(self, event: StatusChanged) -> None:
+        for subscription in list(self.subscriptions):
+            if not subscription.wants(event):
+                continue
+            try:
+                subscription.queue.put_nowait(event)
+            except asyncio.QueueFull:
+                self._drop(subscription, f"too slow: more than {self.queue_size} events behind")
+
+    def _drop(self, subscription: Subscription, reason: str) -> None:
+        self.subscriptions.discard(subscription)
+        subscription.dropped = reason
+        while not subscription.queue.empty():  # what it had not read is lost to it anyway: make room for the end
+            subscription.queue.get_nowait()
+        subscription.queue.put_nowait(None)
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            consumer = AIOKafkaConsumer(
+                self.topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed",
+                auto_offset_reset="latest", enable_auto_commit=False,
+            )  # fmt: skip
+            try:
+                await consumer.start()
+                while not consumer.assignment():
+                    await asyncio.sleep(0.05)
+                for tp in consumer.assignment():
+                    await consumer.position(tp)  # from the end as of now
+                self.ready.set()
+                log.info("live feed: reading %s", self.topic)
+                delay = 0.5
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for messages in batches.values():
+                        for message in messages:
+                            parsed = parse(message.value)
+                            if isinstance(parsed, Skipped):
+                                log.warning("live feed: skipped partition %d offset %d: %s",
+                                            message.partition, message.offset, parsed.reason)  # fmt: skip
+                            else:
+                                self._deliver(parsed)
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # Kafka out of reach: clients keep their streams; they miss what passes meanwhile
+                self.ready.clear()
+                log.warning("live feed: %s; retrying in %.1f s", e or type(e).__name__, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+            finally:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+        for subscription in list(self.subscriptions):
+            self._drop(subscription, "the API is shutting down")
