@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api
+.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -36,8 +36,13 @@ up: venv stack migrate  ## run every service in the foreground; Ctrl-C stops the
 	@$(PY) -m api local-admin-key --file .stack/local-admin-key
 	@$(PY) stack/up.py stack/Procfile
 
-test: venv stack
+test: venv stack browser
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+browser:  ## Debian's chromium and chromedriver, for the dashboard's test (installed with apt when missing)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; \
+	  else echo "the dashboard test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -67,3 +72,9 @@ $(LOADGEN)/node_modules/.installed: $(LOADGEN)/package.json $(LOADGEN)/package-l
 
 bench-api: venv stack $(LOADGEN)/node_modules/.installed  ## the API: overhead vs bare Starlette, paging, write latency (~3 min)
 	$(PY) -m bench.api_bench
+
+vendor:  ## refresh the dashboard's vendored chart library from the npm registry, at the version in its package.json
+	cd api/static && npm install --no-audit --no-fund --loglevel=error --no-save
+	cp api/static/node_modules/chart.js/dist/chart.umd.min.js api/static/vendor/
+	cp api/static/node_modules/chart.js/LICENSE.md api/static/vendor/chart.js-LICENSE.md
+	rm -rf api/static/node_modules

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from api import problems
 from api.auth import AuthMiddleware, KeyCache, document_security
@@ -15,7 +16,7 @@ from api.limits import BodyLimitMiddleware
 from api.live import LiveFeed
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
-from api.routes import balances, catalog, health, history, keys, live, operations
+from api.routes import balances, catalog, dashboard, health, history, keys, live, operations
 from api.store import Store
 
 log = logging.getLogger(__name__)
@@ -63,8 +64,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.metrics = RequestMetrics()
     app.state.live = LiveFeed(settings.kafka_bootstrap_servers, settings.kafka_topic, settings.api_live_queue)
     problems.install(app)
-    for module in (balances, operations, catalog, history, live, keys, health):
+    for module in (balances, operations, catalog, history, live, keys, health, dashboard):
         app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
     # The outermost: it counts every answer, the middlewares' own 401s and 413s too (as route `unmatched`: they

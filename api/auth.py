@@ -81,7 +81,11 @@ class KeyCache:
                 del self._callers[digest]
 
 
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# The dashboard's page and script hold no data: it asks for a key, and everything it shows comes through the API.
+PUBLIC_PATHS = frozenset(
+    {"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json", "/dashboard"}
+)
+PUBLIC_PREFIX = "/static/"
 LIVE_PATHS = frozenset({"/status-changes/stream", "/ws/status-changes"})
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
@@ -98,7 +102,8 @@ class AuthMiddleware:
         self.keys = keys
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] in ("http", "websocket") and scope["path"] not in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] in ("http", "websocket") and path not in PUBLIC_PATHS and not path.startswith(PUBLIC_PREFIX):
             try:
                 scope.setdefault("state", {})["caller"] = await self._authenticate(scope)
             except ApiError as e:

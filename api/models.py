@@ -8,6 +8,7 @@ from uuid import UUID
 from pydantic import (
     AfterValidator,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -41,6 +42,16 @@ Name = Annotated[
     StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$"),
     AfterValidator(_printable),
 ]
+
+
+def _iso_time(value: object) -> object:
+    if isinstance(value, str) and value.strip().lstrip("+-").replace(".", "", 1).isdigit():
+        raise ValueError("must be an ISO 8601 time such as 2026-11-27T08:00:00Z, not a number")
+    return value
+
+
+# A time in a query: ISO 8601 only (pydantic would also take a number of seconds, which the schema does not say).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]
 
 
 class StockStatus(StrEnum):
@@ -196,3 +207,17 @@ class StatusChangeRecord(BaseModel):
     new_status: StockStatus
     quantity: int
     operation_id: int | None
+
+
+class StatusTotals(BaseModel):
+    """How many (product, warehouse) balances have each status now."""
+
+    available: int
+    running_low: int
+    out_of_stock: int
+
+
+class MinuteCount(BaseModel):
+    minute: datetime
+    """The start of the minute (UTC)."""
+    changes: int

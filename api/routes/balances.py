@@ -4,7 +4,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.models import MAX_BIGINT, Balance, StatusChangeCount, StockStatus
+from api.models import MAX_BIGINT, Balance, StatusChangeCount, StatusTotals, StockStatus
 from api.pagination import LINK_HEADER, Cursor, Limit, decode, paginate
 from api.problems import InvalidRequest, UnknownProduct, UnknownWarehouse, responses
 from api.routes.common import PathId, store
@@ -136,3 +136,10 @@ async def warehouse_balances(
 async def status_change_count(request: Request) -> StatusChangeCount:
     """How many times any balance's status has changed, ever: exact, whatever the bridge has published."""
     return StatusChangeCount(status_changes=await store(request).fetchval("status_change_count"))
+
+
+@router.get("/status-totals", responses=responses())
+async def status_totals(request: Request) -> StatusTotals:
+    """How many balances are available, running low and out of stock now (pairs never stocked are not counted)."""
+    counts = {r["status"]: r["balances"] for r in await store(request).fetch("status_totals")}
+    return StatusTotals(**{status.value: counts.get(status.value, 0) for status in StockStatus})

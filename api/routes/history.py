@@ -6,7 +6,7 @@ from uuid import UUID
 
 from fastapi import APIRouter, Query, Request, Response
 
-from api.models import MAX_BIGINT, StatusChangeRecord
+from api.models import MAX_BIGINT, IsoTime, MinuteCount, StatusChangeRecord
 from api.pagination import LINK_HEADER, Cursor, Limit, decode, paginate
 from api.problems import responses
 from api.routes.common import store
@@ -45,9 +45,9 @@ async def status_changes(
     product_id: Filter = None,
     warehouse_id: Filter = None,
     since: Annotated[
-        datetime | None, Query(description="Changes at or after this time (ISO 8601; UTC if no zone).")
+        IsoTime | None, Query(description="Changes at or after this time (ISO 8601; UTC if no zone).")
     ] = None,
-    until: Annotated[datetime | None, Query(description="Changes before this time.")] = None,
+    until: Annotated[IsoTime | None, Query(description="Changes before this time.")] = None,
 ) -> list[StatusChangeRecord]:
     """Stored status changes, newest first; the filters combine. A change appears here once `consumers.store` has
     read it from the topic (well under a second behind, while it runs)."""
@@ -62,3 +62,11 @@ async def status_changes(
     else:
         rows = await db.fetch("status_changes", after_time, after_id, *bounds, limit + 1)
     return [StatusChangeRecord(**r) for r in paginate(request, response, rows, limit, KIND, _key)]
+
+
+@router.get("/status-changes/per-minute", responses=responses())
+async def per_minute(
+    request: Request, minutes: Annotated[int, Query(ge=1, le=24 * 60, description="How far back.")] = 60
+) -> list[MinuteCount]:
+    """Stored status changes per minute over the last `minutes` (default an hour), oldest first, empty minutes too."""
+    return [MinuteCount(**r) for r in await store(request).fetch("status_changes_per_minute", minutes)]

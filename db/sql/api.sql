@@ -173,3 +173,16 @@ SELECT event_id, occurred_at, product_id, warehouse_id, old_status, new_status, 
    AND (occurred_at, event_id) < ($1, $2) AND occurred_at >= $3 AND occurred_at < $4
  ORDER BY occurred_at DESC, event_id DESC
  LIMIT $6;
+
+-- name: status_totals
+-- How many balances have each status (a scan of stock_balance: for the dashboard, refreshed every few seconds).
+SELECT status, count(*) AS balances FROM stock_balance GROUP BY status;
+
+-- name: status_changes_per_minute
+-- Stored status changes per minute over the last $1 minutes, this minute included, oldest first, zeros too.
+SELECT m AS minute, count(l.event_id) AS changes
+  FROM generate_series(date_trunc('minute', now()) - make_interval(mins => $1 - 1), date_trunc('minute', now()),
+                       interval '1 minute') m
+  LEFT JOIN status_change_log l ON l.occurred_at >= m AND l.occurred_at < m + interval '1 minute'
+ GROUP BY m
+ ORDER BY m;

@@ -58,6 +58,13 @@ async def test_history_filters_combine(api: Api, db: asyncpg.Connection) -> None
 
 
 async def test_history_refuses_a_bad_filter_or_cursor(api: Api) -> None:
-    for query in ("since=yesterday", "product_id=0", "cursor=eyJ4IjogMX0", "limit=5000"):
+    for query in (
+        "since=yesterday",
+        "until=0.5",
+        "since=1700000000",
+        "product_id=0",
+        "cursor=eyJ4IjogMX0",
+        "limit=5000",
+    ):
         r = await api.get(f"/status-changes?{query}")
         assert r.status_code == 422, query

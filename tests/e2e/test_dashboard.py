@@ -1,0 +1,114 @@
+"""The dashboard in a real headless Chromium (Debian's chromium, driven by chromedriver through Selenium), with
+the bridge running: it loads with a key, shows the counter and the totals, and a new status change appears in
+its live feed within 2 s of the commit. A screenshot is saved to tests/artifacts/dashboard.png."""
+
+import asyncio
+import shutil
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.options import Options
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
+
+from api.auth import Role
+from tests.api_harness import Api, serve
+from tests.bridge_harness import Bridges, wait_for_log
+
+pytestmark = pytest.mark.e2e
+ARTIFACTS = Path(__file__).resolve().parents[1] / "artifacts"
+
+
+@pytest.fixture
+def browser() -> Iterator[webdriver.Chrome]:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.fail("the dashboard test needs Debian's chromium and chromium-driver: `make browser` installs them")
+    options = Options()
+    options.binary_location = chromium
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1400,1000"):
+        options.add_argument(argument)
+    chrome = webdriver.Chrome(service=Service(driver), options=options)
+    yield chrome
+    chrome.quit()
+
+
+@pytest.fixture
+async def dashboard_api(
+    database_url: str, kafka_bootstrap: str, topic_name: str, bridges: Bridges, db: asyncpg.Connection
+) -> AsyncIterator[Api]:
+    bridge = bridges().start()
+    await wait_for_log(bridge, "leader: publishing")
+    await db.execute("INSERT INTO products (name, low_stock_threshold) VALUES ('bolt', 5), ('nut', 5)")
+    await db.execute("INSERT INTO warehouses (name) VALUES ('North')")
+    await db.execute(
+        "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type)"
+        " VALUES (1, 1, 3, 'receipt')"
+    )
+    await db.execute(  # history for the chart, as consumers.store would have kept it
+        """INSERT INTO status_change_log (event_id, occurred_at, product_id, warehouse_id, old_status, new_status,
+                                          quantity, operation_id, kafka_partition, kafka_offset)
+           SELECT gen_random_uuid(), now() - (g % 40) * interval '1 minute', 1, 1, 'available', 'running_low', 3,
+                  NULL, 0, g
+             FROM generate_series(1, 200) g WHERE g % 40 < g % 7 * 6"""
+    )
+    async with serve(database_url, kafka_bootstrap_servers=kafka_bootstrap, kafka_topic=topic_name) as api:
+        yield api
+
+
+def text_becomes(browser: webdriver.Chrome, element_id: str, text: str, timeout: float = 10) -> None:
+    WebDriverWait(browser, timeout, poll_frequency=0.05).until(
+        lambda b: b.find_element(By.ID, element_id).text == text,
+        f"#{element_id} never showed {text!r}",
+    )
+
+
+async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
+    dashboard_api: Api, browser: webdriver.Chrome
+) -> None:
+    api = dashboard_api
+    count = (await api.get("/status-change-count")).json()["status_changes"]
+    totals = (await api.get("/status-totals")).json()
+    assert (count, totals) == (1, {"available": 0, "running_low": 1, "out_of_stock": 0})
+
+    await asyncio.to_thread(browser.get, f"{api.url}/dashboard#key={api.keys[Role.viewer]}")
+    await asyncio.to_thread(text_becomes, browser, "counter", "1")
+    await asyncio.to_thread(text_becomes, browser, "total-running_low", "1")
+    await asyncio.to_thread(text_becomes, browser, "connection", "live")
+    rows = await asyncio.to_thread(browser.find_elements, By.CSS_SELECTOR, "#attention tbody tr")
+    assert [r.text.split()[:4] for r in rows] == [["1", "1", "3", "running"]]
+    assert "key=" not in browser.current_url, "the key is taken out of the address bar"
+
+    body = {"operation_type": "receipt", "product_id": 2, "warehouse_id": 1, "quantity": 50}
+    r = await api.post("/operations", body, role=Role.operator)
+    committed = time.monotonic()
+    assert r.status_code == 201
+
+    def feed_shows_product_2() -> None:
+        WebDriverWait(browser, 10, poll_frequency=0.05).until(
+            lambda b: b.find_elements(By.CSS_SELECTOR, '#feed li[data-product="2"]'), "no live change for product 2"
+        )
+
+    await asyncio.to_thread(feed_shows_product_2)
+    shown_after = time.monotonic() - committed
+    item = await asyncio.to_thread(browser.find_element, By.CSS_SELECTOR, '#feed li[data-product="2"]')
+    assert "product 2 (warehouse 1): out of stock → available" in item.text
+    await asyncio.to_thread(text_becomes, browser, "counter", "2")
+    await asyncio.to_thread(text_becomes, browser, "total-available", "1")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "dashboard.png"))
+    assert shown_after < 2, f"the change appeared {shown_after:.2f} s after its commit"
+
+
+async def test_a_wrong_key_is_told_so_and_nothing_is_shown(dashboard_api: Api, browser: webdriver.Chrome) -> None:
+    await asyncio.to_thread(browser.get, f"{dashboard_api.url}/dashboard#key=wt_wrong")
+    await asyncio.to_thread(
+        WebDriverWait(browser, 10, poll_frequency=0.05).until,
+        lambda b: "does not work" in b.find_element(By.ID, "login-error").text,
+    )
+    assert not (await asyncio.to_thread(browser.find_element, By.ID, "board")).is_displayed()
