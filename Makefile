@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api
+.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api bench-live
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -78,3 +78,6 @@ vendor:  ## refresh the dashboard's vendored chart library from the npm registry
 	cp api/static/node_modules/chart.js/dist/chart.umd.min.js api/static/vendor/
 	cp api/static/node_modules/chart.js/LICENSE.md api/static/vendor/chart.js-LICENSE.md
 	rm -rf api/static/node_modules
+
+bench-live: venv stack  ## commit → SSE client latency at 500 status changes/s with 100 clients (~1 min)
+	$(PY) -m bench.live_bench

@@ -23,11 +23,25 @@ class LiveUnavailable(ApiError):
     status, type, title = 503, "/problems/live-unavailable", "The live feed cannot reach Kafka"
 
 
+@dataclass(frozen=True)
+class Change:
+    """A status change as the streams send it, serialized once for all clients."""
+
+    event: StatusChanged
+    json: str
+    sse: str
+
+    @classmethod
+    def of(cls, event: StatusChanged) -> "Change":
+        data = event.model_dump_json()
+        return cls(event, data, f"id: {event.event_id}\nevent: status-changed\ndata: {data}\n\n")
+
+
 @dataclass(eq=False)
 class Subscription:
     product_id: int | None
     warehouse_id: int | None
-    queue: asyncio.Queue[StatusChanged | None]
+    queue: asyncio.Queue[Change | None]
     dropped: str | None = field(default=None)
     """Why the feed dropped this client, once it has."""
 
@@ -36,9 +50,16 @@ class Subscription:
             self.warehouse_id is None or event.warehouse_id == self.warehouse_id
         )
 
-    async def next(self) -> StatusChanged | None:
-        """The next event; None once the client is dropped."""
+    async def next(self) -> Change | None:
+        """The next change; None once the client is dropped."""
         return await self.queue.get()
+
+    def pending(self) -> list[Change | None]:
+        """Every change already waiting (a client that fell behind catches up in one write)."""
+        waiting = []
+        while not self.queue.empty():
+            waiting.append(self.queue.get_nowait())
+        return waiting
 
 
 class LiveFeed:
@@ -67,11 +88,12 @@ class LiveFeed:
         self.subscriptions.discard(subscription)
 
     def _deliver(self, event: StatusChanged) -> None:
+        change = Change.of(event)
         for subscription in list(self.subscriptions):
             if not subscription.wants(event):
                 continue
             try:
-                subscription.queue.put_nowait(event)
+                subscription.queue.put_nowait(change)
             except asyncio.QueueFull:
                 self._drop(subscription, f"too slow: more than {self.queue_size} events behind")
 

@@ -64,10 +64,11 @@ async def fill(url: str) -> None:
 class Server:
     """`python -m <module>` serving on a free port; ready when `probe` answers 200."""
 
-    def __init__(self, module: str, database_url: str, probe: str, headers: dict[str, str]) -> None:
+    def __init__(self, module: str, database_url: str, probe: str, headers: dict[str, str], **settings: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(self.port), "API_HOST": "127.0.0.1"}
+        env = {**os.environ, **settings, "DATABASE_URL": database_url, "API_PORT": str(self.port),
+               "API_HOST": "127.0.0.1"}  # fmt: skip
         self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO)
         try:
             self._wait_ready(module, probe, headers)

@@ -43,14 +43,17 @@ async def stream(request: Request, product_id: Filter = None, warehouse_id: Filt
             yield ": listening\n\n"
             while True:
                 try:
-                    event = await asyncio.wait_for(subscription.next(), KEEP_ALIVE_S)
+                    first = await asyncio.wait_for(subscription.next(), KEEP_ALIVE_S)
                 except TimeoutError:
                     yield ": keep-alive\n\n"
                     continue
-                if event is None:
-                    yield f"event: closed\ndata: {json.dumps({'reason': subscription.dropped})}\n\n"
+                changes = [first, *subscription.pending()]
+                sent = [c.sse for c in changes if c is not None]
+                if None in changes:
+                    sent.append(f"event: closed\ndata: {json.dumps({'reason': subscription.dropped})}\n\n")
+                yield "".join(sent)
+                if None in changes:
                     return
-                yield f"id: {event.event_id}\nevent: status-changed\ndata: {event.model_dump_json()}\n\n"
         finally:
             feed(request.app).unsubscribe(subscription)
 
@@ -71,8 +74,8 @@ async def websocket(ws: WebSocket, product_id: Filter = None, warehouse_id: Filt
     await ws.accept()
 
     async def forward() -> None:
-        while (event := await subscription.next()) is not None:
-            await ws.send_text(event.model_dump_json())
+        while (change := await subscription.next()) is not None:
+            await ws.send_text(change.json)
         await ws.close(code=TOO_SLOW, reason=(subscription.dropped or "dropped")[:120])
 
     async def until_closed() -> None:  # the client says nothing; this notices when it goes

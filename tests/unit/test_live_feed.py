@@ -30,9 +30,9 @@ async def test_a_slow_client_is_dropped_with_a_reason_and_the_others_get_everyth
     for i in range(100):
         feed._deliver(change(1 + i % 2))
         while not fast.queue.empty():  # the fast client keeps up
-            event = await fast.next()
-            assert event is not None
-            received.append(event)
+            delivered = await fast.next()
+            assert delivered is not None
+            received.append(delivered.event)
     assert len(received) == 100
     assert await slow.next() is None and slow.dropped == "too slow: more than 10 events behind"
     assert slow not in feed.subscriptions and fast in feed.subscriptions
