@@ -5,6 +5,7 @@ schema_version is skipped and reported (a metric and a log line naming partition
 finish the batch in hand and stop."""
 
 import asyncio
+import contextlib
 import logging
 import signal
 from collections.abc import Awaitable, Callable
@@ -20,6 +21,7 @@ from consumers.events import Skipped, parse
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
+START_RETRY_S = 2.0
 Handler = Callable[[list[tuple[Any, StatusChanged]]], Awaitable[None]]
 
 
@@ -37,6 +39,24 @@ class ConsumerMetrics:
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         return self.assigned, {"partitions_assigned": self.assigned}
+
+
+async def _started(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
+    """Starts the consumer, waiting for Kafka as long as it takes (reported once); False if stopped first."""
+    reported = False
+    while not stop.is_set():
+        try:
+            await consumer.start()
+            if reported:
+                log.info("Kafka is reachable again")
+            return True
+        except KafkaError as e:
+            if not reported:
+                log.warning("cannot reach Kafka (%s); retrying every %g s", type(e).__name__, START_RETRY_S)
+                reported = True
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), START_RETRY_S)
+    return False
 
 
 async def _assigned(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
@@ -67,7 +87,8 @@ async def consume(
         enable_auto_commit=False,
         auto_offset_reset=start,
     )
-    await consumer.start()
+    if not await _started(consumer, stop):
+        return
     try:
         if not await _assigned(consumer, stop):
             return
