@@ -1,4 +1,5 @@
-"""The consumers' settings, from the environment (or .env)."""
+"""The consumers' settings, from the environment (or .env). Each consumer has its own group, start and port
+settings (LOGGER_…, STORE_…), so one .env serves both."""
 
 from typing import Literal
 
@@ -7,19 +8,67 @@ from pydantic import Field
 from bridge.config import DEFAULT_TOPIC
 from db.config import DatabaseSettings
 
+Start = Literal["earliest", "latest"]
+
 
 class ConsumerSettings(DatabaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     """Kafka brokers, host:port[,host:port…]."""
     kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     """The topic of status changes."""
-    consumer_group: str = Field(default="", max_length=200)
-    """The consumer group; default `warehouse-logger` / `warehouse-store`. Two processes of one group share the
-    partitions."""
-    consumer_start: Literal["earliest", "latest"] | None = None
-    """Where a group without committed offsets starts: the logger defaults to `latest` (changes from now on),
-    the store to `earliest` (the whole topic)."""
     consumer_metrics_host: str = "0.0.0.0"
-    """Address of /metrics, /healthz, /readyz."""
-    consumer_metrics_port: int = Field(default=0, ge=0, le=65535)
-    """Their port; default 9110 for the logger, 9111 for the store (0: that default)."""
+    """Address of each consumer's /metrics, /healthz, /readyz."""
+
+    @property
+    def group(self) -> str:
+        raise NotImplementedError
+
+    @property
+    def start(self) -> Start:
+        raise NotImplementedError
+
+    @property
+    def metrics_port(self) -> int:
+        raise NotImplementedError
+
+
+class LoggerSettings(ConsumerSettings):
+    logger_group: str = Field(default="warehouse-logger", min_length=1, max_length=200)
+    """The logger's consumer group."""
+    logger_start: Start = "latest"
+    """Where the logger's group starts when it has no committed offsets: `latest`, changes from now on."""
+    logger_metrics_port: int = Field(default=9110, ge=1, le=65535)
+    """The logger's /metrics, /healthz, /readyz."""
+
+    @property
+    def group(self) -> str:
+        return self.logger_group
+
+    @property
+    def start(self) -> Start:
+        return self.logger_start
+
+    @property
+    def metrics_port(self) -> int:
+        return self.logger_metrics_port
+
+
+class StoreSettings(ConsumerSettings):
+    store_group: str = Field(default="warehouse-store", min_length=1, max_length=200)
+    """The store's consumer group. Two store processes of one group share the partitions."""
+    store_start: Start = "earliest"
+    """Where the store's group starts when it has no committed offsets: `earliest`, the whole topic."""
+    store_metrics_port: int = Field(default=9111, ge=1, le=65535)
+    """The store's /metrics, /healthz, /readyz."""
+
+    @property
+    def group(self) -> str:
+        return self.store_group
+
+    @property
+    def start(self) -> Start:
+        return self.store_start
+
+    @property
+    def metrics_port(self) -> int:
+        return self.store_metrics_port

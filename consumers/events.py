@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from datetime import UTC
 from typing import Any
 
 from pydantic import ValidationError
@@ -29,7 +30,15 @@ def parse(value: bytes | None) -> StatusChanged | Skipped:
     if version != SCHEMA_VERSION:
         return Skipped(f"schema_version {version!r}; this consumer reads {SCHEMA_VERSION}")
     try:
-        return StatusChanged.model_validate(data)
+        event = StatusChanged.model_validate(data)
     except ValidationError as e:
         first = e.errors()[0]
         return Skipped(f"not a StatusChanged: {'.'.join(map(str, first['loc']))}: {first['msg']}")
+    if not all(-(2**63) <= n < 2**63 for n in (event.product_id, event.warehouse_id, event.quantity,
+                                                event.operation_id or 0)):  # fmt: skip
+        return Skipped("a number out of the 64-bit range")
+    try:
+        event.occurred_at.astimezone(UTC)
+    except OverflowError:
+        return Skipped(f"occurred_at out of range: {event.occurred_at}")
+    return event

@@ -3,8 +3,8 @@
     🛰️ Слушаю изменения статусов...
     🔔 Статус изменился: товар 3 (склад 5): Заканчивается → Доступен
 
-Consumer group CONSUMER_GROUP (default `warehouse-logger`); a new group starts at the end of the topic (changes
-from now on; CONSUMER_START=earliest for the whole topic)."""
+Consumer group LOGGER_GROUP (default `warehouse-logger`); a new group starts at the end of the topic (changes
+from now on; LOGGER_START=earliest for the whole topic)."""
 
 import argparse
 import asyncio
@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from bridge.events import StatusChanged
-from consumers.config import ConsumerSettings
+from consumers.config import LoggerSettings
 from consumers.runner import ConsumerMetrics, consume, run
 
 TEXT = {
@@ -33,7 +33,6 @@ TEXT = {
         "out_of_stock": "Out of stock",
     },
 }
-METRICS_PORT = 9110
 
 
 def line(event: StatusChanged, lang: str) -> str:
@@ -48,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lang", choices=sorted(TEXT), default="ru", help="language of the lines (default ru)")
     args = p.parse_args(argv)
     try:
-        settings = ConsumerSettings()
+        settings = LoggerSettings()
     except ValidationError as e:
         print(f"consumers.logger: invalid settings:\n{e}", file=sys.stderr)
         return 2
@@ -59,12 +58,9 @@ def main(argv: list[str] | None = None) -> int:
             print(line(event, args.lang), flush=True)
 
     async def work(stop: asyncio.Event) -> None:
-        await consume(
-            settings, settings.consumer_group or "warehouse-logger", settings.consumer_start or "latest", show,
-            metrics, stop, on_ready=lambda: print(TEXT[args.lang]["listening"], flush=True),
-        )  # fmt: skip
+        await consume(settings, show, metrics, stop, on_ready=lambda: print(TEXT[args.lang]["listening"], flush=True))
 
-    return run("consumers.logger", settings, metrics, METRICS_PORT, work)
+    return run("consumers.logger", settings, metrics, work)
 
 
 if __name__ == "__main__":

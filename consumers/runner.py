@@ -42,11 +42,13 @@ class ConsumerMetrics:
 
 
 async def _started(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
-    """Starts the consumer, waiting for Kafka as long as it takes (reported once); False if stopped first."""
+    """Starts the consumer, waiting for Kafka (and the topic) as long as it takes, reported once; False if stopped
+    first."""
     reported = False
     while not stop.is_set():
         try:
-            await consumer.start()
+            if not await _unless_stopped(consumer.start(), stop):
+                return False
             if reported:
                 log.info("Kafka is reachable again")
             return True
@@ -57,6 +59,20 @@ async def _started(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), START_RETRY_S)
     return False
+
+
+async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
+    """Runs `work` unless `stop` comes first (then cancels it): whether it finished."""
+    task = asyncio.ensure_future(work)
+    stopping = asyncio.create_task(stop.wait())
+    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
+    stopping.cancel()
+    if not task.done():
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return False
+    task.result()
+    return True
 
 
 async def _assigned(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
@@ -70,10 +86,12 @@ async def _assigned(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
     return True
 
 
+class Stopped(Exception):
+    """SIGINT/SIGTERM came while a handler was waiting (its batch stays uncommitted: it comes again)."""
+
+
 async def consume(
     settings: ConsumerSettings,
-    group: str,
-    start: str,
     handler: Handler,
     metrics: ConsumerMetrics,
     stop: asyncio.Event,
@@ -82,14 +100,14 @@ async def consume(
     consumer = AIOKafkaConsumer(
         settings.kafka_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        group_id=group,
+        group_id=settings.group,
         isolation_level="read_committed",
         enable_auto_commit=False,
-        auto_offset_reset=start,
+        auto_offset_reset=settings.start,
     )
-    if not await _started(consumer, stop):
-        return
     try:
+        if not await _started(consumer, stop):
+            return
         if not await _assigned(consumer, stop):
             return
         metrics.assigned = True
@@ -122,27 +140,24 @@ async def consume(
 
 
 def run(
-    name: str,
-    settings: ConsumerSettings,
-    metrics: ConsumerMetrics,
-    port: int,
-    work: Callable[[asyncio.Event], Awaitable[None]],
+    name: str, settings: ConsumerSettings, metrics: ConsumerMetrics, work: Callable[[asyncio.Event], Awaitable[None]]
 ) -> int:
-    """A consumer process: metrics on CONSUMER_METRICS_PORT (else `port`), `work` until SIGINT/SIGTERM."""
+    """A consumer process: metrics on its port, `work` until SIGINT/SIGTERM; exit 0 when stopped so."""
 
     async def main() -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        metrics_port = settings.consumer_metrics_port or port
         try:
-            server = await serve(metrics, settings.consumer_metrics_host, metrics_port)
+            server = await serve(metrics, settings.consumer_metrics_host, settings.metrics_port)
         except OSError as e:
-            log.error("cannot serve metrics on port %d: %s (set CONSUMER_METRICS_PORT)", metrics_port, e)
+            log.error("cannot serve metrics on port %d: %s (set its *_METRICS_PORT)", settings.metrics_port, e)
             return 2
         try:
             await work(stop)
+        except Stopped:
+            log.info("stopped while waiting; the batch in hand stays uncommitted and comes again")
         finally:
             server.close()
         return 0

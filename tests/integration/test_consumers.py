@@ -11,10 +11,11 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.events import StatusChanged
+from tests.private_stack import free_port
 from tests.service_process import ServiceProcess
 from tests.topic import read_topic
 
@@ -52,8 +53,10 @@ async def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]])
 
 
 def consumer(module: str, tmp_path: Path, env: dict[str, str], *args: str) -> ServiceProcess:
-    full_env = {**os.environ, **env, "CONSUMER_GROUP": f"test-{uuid.uuid4().hex[:8]}"}
-    return ServiceProcess([module, *args], full_env, tmp_path / f"{module}.log", "CONSUMER_METRICS_PORT")
+    """`python -m consumers.<name>` in a consumer group of this test's own."""
+    prefix = module.removeprefix("consumers.").upper()
+    full_env = {**os.environ, **env, f"{prefix}_GROUP": f"test-{uuid.uuid4().hex[:8]}"}
+    return ServiceProcess([module, *args], full_env, tmp_path / f"{module}.log", f"{prefix}_METRICS_PORT")
 
 
 async def wait_until(check: object, what: str, timeout: float = 60) -> None:
@@ -96,6 +99,17 @@ async def _printed(process: ServiceProcess, text: str) -> bool:
     return text in process.output()
 
 
+async def committed_offsets(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int]:
+    """The group's committed offset per partition (partitions without one left out)."""
+    reader = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
+    await reader.start()
+    try:
+        offsets = {p: await reader.committed(TopicPartition(topic, p)) for p in range(partitions)}
+        return {p: o for p, o in offsets.items() if o is not None}
+    finally:
+        await reader.stop()
+
+
 async def stored(database_url: str) -> int:
     conn = await asyncpg.connect(database_url)
     try:
@@ -120,9 +134,35 @@ async def test_the_store_keeps_every_event_exactly_once_across_kill_9(
             return await stored(database_url) > 0
 
         await wait_until(some_stored, "the first stored batch")
-        store.kill()
+        # Hold the store inside a batch's INSERT and kill it there, its INSERT too: between reading a batch and
+        # storing it. (Asked on another connection: inside a transaction, pg_stat_activity is a snapshot.)
+        watcher = await asyncpg.connect(database_url)
+        try:
+            async with db.transaction():
+                await db.execute("LOCK TABLE status_change_log IN ACCESS EXCLUSIVE MODE")
+                blocked: list[int] = []
+
+                async def inserting() -> bool:
+                    blocked[:] = [r["pid"] for r in await watcher.fetch(
+                        "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                        " AND query LIKE '%INSERT INTO status_change_log%' AND datname = current_database()"
+                    )]  # fmt: skip
+                    return bool(blocked)
+
+                await wait_until(inserting, "the store waiting in its INSERT")
+                store.kill()
+                await watcher.execute("SELECT pg_terminate_backend($1)", blocked[0])
+        finally:
+            await watcher.close()
         at_kill = await stored(database_url)
         assert 0 < at_kill < total, "the kill landed mid-stream"
+        # Nothing the log lacks is committed as consumed: the held batch will be read again.
+        last_stored = {r["kafka_partition"]: r["last"] for r in await db.fetch(
+            "SELECT kafka_partition, max(kafka_offset) AS last FROM status_change_log GROUP BY 1")}  # fmt: skip
+        committed = await committed_offsets(kafka_bootstrap, topic3, store.env["STORE_GROUP"], 3)
+        assert committed, "the store committed the batches it stored"
+        for partition, offset in committed.items():
+            assert offset <= last_stored.get(partition, -1) + 1, (partition, offset, last_stored)
 
         store.start()  # the same group: it resumes from the committed offsets, replaying what was not committed
 
@@ -153,10 +193,11 @@ async def test_a_message_that_does_not_parse_is_skipped_and_reported(
 ) -> None:
     good = [event(1, 1, "out_of_stock", "running_low"), event(1, 1, "running_low", "available")]
     future = json.loads(good[0].value()) | {"schema_version": 2}
+    huge = json.loads(event(1, 1, "available", "running_low").value()) | {"product_id": 2**70}
     await publish(
         kafka_bootstrap, topic,
         [(good[0].key, good[0].value()), (b"1:1", b"{not json"), (b"1:1", json.dumps(future).encode()),
-         (good[1].key, good[1].value())],
+         (b"1:1", json.dumps(huge).encode()), (good[1].key, good[1].value())],
     )  # fmt: skip
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": database_url}
     store = consumer("consumers.store", tmp_path, env).start()
@@ -167,10 +208,28 @@ async def test_a_message_that_does_not_parse_is_skipped_and_reported(
             return await stored(database_url) == 2
 
         await wait_until(both_stored, "the two good events")
-        assert await store.metric("warehouse_store_skipped_messages_total") == 2
+        assert await store.metric("warehouse_store_skipped_messages_total") == 3
         assert await store.metric("warehouse_store_events_total") == 2
     finally:
         store.terminate()
     out = store.output()
     assert "skipped the message at partition 0, offset 1: not JSON" in out
     assert "skipped the message at partition 0, offset 2: schema_version 2; this consumer reads 1" in out
+    assert "skipped the message at partition 0, offset 3: a number out of the 64-bit range" in out
+
+
+async def test_sigterm_while_postgresql_is_out_of_reach_exits_0_and_commits_nothing(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    change = event(2, 2, "out_of_stock", "available")
+    await publish(kafka_bootstrap, topic, [(change.key, change.value())])
+    unreachable = f"postgresql://warehouse:warehouse@127.0.0.1:{free_port()}/warehouse"
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": unreachable}
+    store = consumer("consumers.store", tmp_path, env).start()
+    try:
+        await wait_until(lambda: _printed(store, "cannot store 1 events"), "the store to retry")
+        assert store.terminate(timeout=10) == 0, store.output()
+    finally:
+        if store.running():
+            store.kill()
+    assert await committed_offsets(kafka_bootstrap, topic, store.env["STORE_GROUP"], 1) == {}
