@@ -9,6 +9,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,6 +20,7 @@ from pydantic import ValidationError
 from api.app import create_app
 from api.auth import Role, key_hash, new_key
 from api.config import ApiSettings
+from api.live import LiveFeed
 from db.connect import DatabaseUnavailable, connect
 from db.queries import queries
 
@@ -28,7 +30,16 @@ SHUTDOWN_GRACE_S = 5  # SIGTERM: requests in flight get this long; live streams,
 
 class _Server(uvicorn.Server):
     """uvicorn's server, except that after a graceful shutdown on SIGTERM/SIGINT the process exits 0, as the
-    other services do (uvicorn re-raises the signal, so the exit status would say "killed")."""
+    other services do (uvicorn re-raises the signal, so the exit status would say "killed"), and that shutdown
+    first ends the live streams, telling their clients why (uvicorn would wait for them, then cut them)."""
+
+    def __init__(self, config: uvicorn.Config, live: LiveFeed) -> None:
+        super().__init__(config)
+        self.live = live
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        await self.live.close()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
@@ -113,11 +124,12 @@ def main(argv: list[str] | None = None) -> int:
         print(key)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings)
     config = uvicorn.Config(
-        create_app(settings), host=settings.api_host, port=settings.api_port, log_level="info",
+        app, host=settings.api_host, port=settings.api_port, log_level="info",
         access_log=settings.api_access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )  # fmt: skip
-    server = _Server(config)
+    server = _Server(config, app.state.live)
     server.run()
     return 0 if server.started else 1
 

@@ -142,6 +142,7 @@ class LiveFeed:
                     await consumer.stop()
 
     async def close(self) -> None:
+        """Stops the consumer and ends every stream with a reason; safe to call twice."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)

@@ -1,6 +1,6 @@
 """What the API takes and gives: request and response bodies."""
 
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
@@ -50,8 +50,16 @@ def _iso_time(value: object) -> object:
     return value
 
 
-# A time in a query: ISO 8601 only (pydantic would also take a number of seconds, which the schema does not say).
-IsoTime = Annotated[datetime, BeforeValidator(_iso_time)]
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError as e:
+        raise ValueError("is out of range once in UTC") from e
+
+
+# A time in a query: ISO 8601 only (pydantic would also take a number of seconds, which the schema does not say);
+# without a zone it is UTC (not the server's local time).
+IsoTime = Annotated[datetime, BeforeValidator(_iso_time), AfterValidator(_in_utc)]
 
 
 class StockStatus(StrEnum):

@@ -109,8 +109,7 @@ async def run(admin_url: str, bootstrap: str, rate: int, seconds: int, clients: 
         key = await make_key(url, "bench", Role.viewer)
         env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "KAFKA_TOPIC": topic}
         bridge = Bridge(env, Path(f"/tmp/{name}-bridge.log")).start()
-        api = Server("api", url, "/readyz", {}, KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC=topic,
-                     API_LIVE_QUEUE="10000")  # fmt: skip
+        api = Server("api", url, "/readyz", {}, KAFKA_BOOTSTRAP_SERVERS=bootstrap, KAFKA_TOPIC=topic)
         arrivals: dict[int, list[float]] = {}
         closed: list[str] = []
         readies = [asyncio.Event() for _ in range(clients)]

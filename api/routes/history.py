@@ -8,7 +8,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from api.models import MAX_BIGINT, IsoTime, MinuteCount, StatusChangeRecord
 from api.pagination import LINK_HEADER, Cursor, Limit, decode, paginate
-from api.problems import responses
+from api.problems import InvalidRequest, responses
 from api.routes.common import store
 
 router = APIRouter(tags=["history"])
@@ -30,7 +30,11 @@ def _after(cursor: str | None) -> tuple[datetime, UUID]:
     if cursor is None:
         return _NEWEST
     micros, high, low = decode(KIND, cursor, 3)
-    return _EPOCH + timedelta(microseconds=micros), UUID(int=((high + _HALF) << 64) | (low + _HALF))
+    try:
+        return _EPOCH + timedelta(microseconds=micros), UUID(int=((high + _HALF) << 64) | (low + _HALF))
+    except OverflowError as e:
+        message = "not a cursor of this list: pass the one from the previous page's Link header, unchanged"
+        raise InvalidRequest(f"query.cursor: {message}", errors=[{"field": "query.cursor", "message": message}]) from e
 
 
 Filter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT)]

@@ -80,10 +80,31 @@ function firstAttentionPage() {
   return showAttention(`/balances?status=${$("attention-status").value}&limit=20`);
 }
 
+// Counts follow the live feed, but at most once a second with one request in flight: a busy warehouse makes
+// hundreds of changes a second.
+let countsDue = false;
+let countsBusy = false;
+
+async function countsSoon() {
+  countsDue = true;
+  if (countsBusy) return;
+  countsBusy = true;
+  while (countsDue) {
+    countsDue = false;
+    await refreshCounts().catch(() => {});
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+  }
+  countsBusy = false;
+}
+
 function listen() {
   const source = new EventSource(`/status-changes/stream?access_token=${encodeURIComponent(key)}`);
   source.onopen = () => { $("connection").textContent = "live"; };
-  source.onerror = () => { $("connection").textContent = "reconnecting…"; };
+  source.onerror = () => {
+    // EventSource retries by itself, except after a refusal (a revoked key, a 503): then only a reload helps.
+    $("connection").textContent = source.readyState === EventSource.CLOSED
+      ? "live feed refused: reload the page" : "reconnecting…";
+  };
   source.addEventListener("status-changed", (message) => {
     const event = JSON.parse(message.data);
     const li = document.createElement("li");
@@ -93,7 +114,7 @@ function listen() {
       `(warehouse ${event.warehouse_id}): ${LABELS[event.old_status]} → ${LABELS[event.new_status]}`;
     $("feed").prepend(li);
     while ($("feed").children.length > FEED_LENGTH) $("feed").lastChild.remove();
-    refreshCounts().catch(() => {});
+    countsSoon();
   });
   source.addEventListener("closed", (message) => {
     $("connection").textContent = `dropped: ${JSON.parse(message.data).reason}`;

@@ -94,15 +94,28 @@ async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
             lambda b: b.find_elements(By.CSS_SELECTOR, '#feed li[data-product="2"]'), "no live change for product 2"
         )
 
-    await asyncio.to_thread(feed_shows_product_2)
-    shown_after = time.monotonic() - committed
-    item = await asyncio.to_thread(browser.find_element, By.CSS_SELECTOR, '#feed li[data-product="2"]')
-    assert "product 2 (warehouse 1): out of stock → available" in item.text
-    await asyncio.to_thread(text_becomes, browser, "counter", "2")
-    await asyncio.to_thread(text_becomes, browser, "total-available", "1")
-    ARTIFACTS.mkdir(exist_ok=True)
-    await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "dashboard.png"))
+    try:
+        await asyncio.to_thread(feed_shows_product_2)
+        shown_after = time.monotonic() - committed
+        item = await asyncio.to_thread(browser.find_element, By.CSS_SELECTOR, '#feed li[data-product="2"]')
+        assert "product 2 (warehouse 1): out of stock → available" in item.text
+        await asyncio.to_thread(text_becomes, browser, "counter", "2")
+        await asyncio.to_thread(text_becomes, browser, "total-available", "1")
+        bars = await asyncio.to_thread(
+            browser.execute_script, "return Chart.getChart('chart').data.datasets[0].data.reduce((a, b) => a + b, 0)"
+        )
+        assert bars == await api_count(api), "the chart shows every stored change of the last hour"
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "dashboard.png"))
     assert shown_after < 2, f"the change appeared {shown_after:.2f} s after its commit"
+    logs = await asyncio.to_thread(browser.get_log, "browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs  # e.g. a Content-Security-Policy refusal
+
+
+async def api_count(api: Api) -> int:
+    minutes = (await api.get("/status-changes/per-minute?minutes=60")).json()
+    return sum(m["changes"] for m in minutes)
 
 
 async def test_a_wrong_key_is_told_so_and_nothing_is_shown(dashboard_api: Api, browser: webdriver.Chrome) -> None:

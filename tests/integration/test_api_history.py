@@ -1,5 +1,7 @@
 """GET /status-changes: the stored event log over HTTP, newest first, filtered and paginated."""
 
+import base64
+import json
 from datetime import UTC, datetime, timedelta
 
 import asyncpg
@@ -58,7 +60,10 @@ async def test_history_filters_combine(api: Api, db: asyncpg.Connection) -> None
 
 
 async def test_history_refuses_a_bad_filter_or_cursor(api: Api) -> None:
+    huge = base64.urlsafe_b64encode(json.dumps(["status-changes", 2**63 - 1, 0, 0]).encode()).decode()
     for query in (
+        f"cursor={huge}",
+        "since=0001-01-01T00:00:00%2B01:00",
         "since=yesterday",
         "until=0.5",
         "since=1700000000",
