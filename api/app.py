@@ -1,4 +1,4 @@
-"""The composition root of the API process: settings → store, key cache, metrics → the FastAPI app."""
+"""The composition root of the API process: settings → store, key cache, metrics, live feed → the FastAPI app."""
 
 import asyncio
 import contextlib
@@ -23,8 +23,9 @@ log = logging.getLogger(__name__)
 FORGET_EVERY_S = 3600.0
 
 DESCRIPTION = """Stock balances and statuses of every product at every warehouse, the global count of status
-changes, and the operations that change them. Every route but /healthz, /readyz and the docs needs an API key:
-`Authorization: Bearer <key>`. Errors are RFC 9457 problem details with a stable `type`."""
+changes, their history and live stream, and the operations that change them. Every route but /healthz, /readyz,
+the docs and the dashboard's page needs an API key: `Authorization: Bearer <key>`. Errors are RFC 9457 problem
+details with a stable `type`."""
 
 
 async def forget_idempotency_keys(store: Store, hours: int) -> None:
