@@ -1,0 +1,114 @@
+"""docker-compose.yml and the Dockerfiles, checked without a Docker engine: every variable a service receives is
+a setting of the process it runs, images are pinned, every service has a healthcheck or is a one-shot others wait
+for, and every command exists in the package."""
+
+import importlib.util
+import json
+import re
+import shlex
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from pydantic_settings import BaseSettings
+
+from api.config import ApiSettings
+from bridge.config import BridgeSettings
+from consumers.config import LoggerSettings, StoreSettings
+from db.__main__ import Settings as DbSettings
+from db.__main__ import parser as db_parser
+
+REPO = Path(__file__).resolve().parents[2]
+COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+SERVICES: dict[str, Any] = COMPOSE["services"]
+OFFICIAL = {"postgres", "kafka"}  # images of their own projects, configured by their own variables
+SETTINGS: dict[str, type[BaseSettings]] = {
+    "api": ApiSettings, "bridge": BridgeSettings, "consumers.logger": LoggerSettings,
+    "consumers.store": StoreSettings, "db": DbSettings,
+}  # fmt: skip
+INTERPRETER = {"PATH", "PYTHONUNBUFFERED"}
+
+
+def dockerfile(service: dict[str, Any]) -> str:
+    return (REPO / str(service["build"]["dockerfile"])).read_text()
+
+
+def command(service: dict[str, Any]) -> list[str]:
+    """The service's command: its own, or its image's CMD; `sh -c "…"` unwrapped."""
+    cmd = service.get("command") or json.loads(re.findall(r"^CMD (.+)$", dockerfile(service), re.M)[-1])
+    if cmd[:2] == ["sh", "-c"]:
+        cmd = shlex.split(re.sub(r"\$\{(\w+):-([^}]*)\}", r"\2", cmd[2]))
+    return list(cmd)
+
+
+def module(service: dict[str, Any]) -> str:
+    cmd = command(service)
+    assert cmd[:2] == ["python", "-m"], cmd
+    return str(cmd[2])
+
+
+def setting_names(settings: type[BaseSettings]) -> set[str]:
+    return {name.upper() for name in settings.model_fields}
+
+
+@pytest.mark.parametrize("name", sorted(set(SERVICES) - OFFICIAL))
+def test_every_variable_a_service_receives_is_a_setting_of_its_process(name: str) -> None:
+    service = SERVICES[name]
+    assert "env_file" not in service, "an env_file hands every variable to every service: list them instead"
+    received = set(service.get("environment", {}))
+    received |= {
+        v for line in re.findall(r"^ENV (.+)$", dockerfile(service), re.M) for v in re.findall(r"(\w+)=", line)
+    }
+    unknown = received - INTERPRETER - setting_names(SETTINGS[module(service)])
+    assert not unknown, f"{name} runs `{module(service)}`, which has no setting {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", sorted(set(SERVICES) - OFFICIAL))
+def test_every_command_exists_in_the_package(name: str) -> None:
+    service = SERVICES[name]
+    cmd = command(service)
+    assert importlib.util.find_spec(module(service)) is not None, cmd
+    if module(service) == "db":
+        db_parser().parse_args(cmd[3:])  # a db subcommand with its options
+
+
+def test_images_and_bases_are_pinned() -> None:
+    images = [s["image"] for s in SERVICES.values() if "image" in s]
+    bases = [
+        b
+        for f in ("Dockerfile.api", "Dockerfile.bridge")
+        for b in re.findall(r"^FROM (\S+)", (REPO / f).read_text(), re.M)
+    ]
+    for image in images + bases:
+        tag = image.partition(":")[2]
+        assert re.match(r"^\d+\.\d+(\.\d+)?(-[\w.-]+)?$", tag), f"{image} is not pinned to a version"
+    stack_kafka = re.search(r"^KAFKA_VERSION=(\S+)$", (REPO / "stack" / "versions.env").read_text(), re.M)
+    assert stack_kafka and SERVICES["kafka"]["image"] == f"apache/kafka:{stack_kafka.group(1)}", (
+        "the same as make stack"
+    )
+
+
+def test_every_service_is_checked_or_awaited() -> None:
+    awaited = {dep for s in SERVICES.values() for dep, how in s.get("depends_on", {}).items()
+               if how.get("condition") == "service_completed_successfully"}  # fmt: skip
+    for name, service in SERVICES.items():
+        own = service.get("healthcheck", {})
+        in_image = "build" in service and "HEALTHCHECK" in dockerfile(service)
+        checked = ("test" in own) or (in_image and not own.get("disable"))
+        one_shot = name in awaited or "profiles" in service
+        assert checked or one_shot, f"{name} has no healthcheck and nothing waits for it to complete"
+        for dep, how in service.get("depends_on", {}).items():
+            assert dep in SERVICES, f"{name} depends on an unknown service {dep}"
+            if how["condition"] == "service_healthy":
+                assert "test" in SERVICES[dep].get("healthcheck", {}), (
+                    f"{name} waits for {dep}'s health, never reported"
+                )
+
+
+def test_the_images_run_as_a_non_root_user_without_dev_tools() -> None:
+    for name in ("Dockerfile.api", "Dockerfile.bridge"):
+        text = (REPO / name).read_text()
+        final = text[text.rindex("FROM ") :]
+        assert re.search(r"^USER (?!root)\w+", final, re.M), f"{name} runs as root"
+        assert ".[dev]" not in text and "pip install --no-cache-dir ." in text, f"{name} installs dev tools"
