@@ -18,7 +18,7 @@ import uvicorn
 from pydantic import ValidationError
 
 from api.app import create_app
-from api.auth import Role, key_hash, new_key
+from api.auth import Role, create_key, key_hash
 from api.config import ApiSettings
 from api.live import LiveFeed
 from db.connect import DatabaseUnavailable, connect
@@ -51,11 +51,10 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def create_key(settings: ApiSettings, name: str, role: Role) -> str:
-    conn = await connect(settings.database_url)
+async def make_key(url: str, name: str, role: Role) -> str:
+    conn = await connect(url)
     try:
-        key = new_key()
-        await conn.execute(Q["create_api_key"], name, role, key_hash(key), key[:10])
+        key, _ = await create_key(conn, name, role)
         return key
     finally:
         await conn.close()
@@ -72,7 +71,7 @@ async def local_admin_key(settings: ApiSettings, file: Path) -> tuple[str, bool]
             await conn.close()
         if row is not None and row["role"] == Role.admin:
             return key, False
-    key = await create_key(settings, "local-admin", Role.admin)
+    key = await make_key(settings.database_url, "local-admin", Role.admin)
     file.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -104,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             print("api: --name must not be empty", file=sys.stderr)
             return 2
         try:
-            key = asyncio.run(create_key(settings, args.name.strip(), Role(args.role)))
+            key = asyncio.run(make_key(settings.database_url, args.name.strip(), Role(args.role)))
         except DatabaseUnavailable as e:
             print(f"api: {e}", file=sys.stderr)
             return 1

@@ -10,10 +10,12 @@ from enum import StrEnum
 from typing import Any, Protocol
 from urllib.parse import parse_qs
 
+import asyncpg
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import ApiError, Forbidden, Unauthenticated, problem_response
+from db.queries import queries
 
 KEY_PREFIX = "wt_"
 _MAX_KEY_LENGTH = 200
@@ -34,6 +36,14 @@ def new_key() -> str:
 
 def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
+
+
+async def create_key(conn: asyncpg.Connection, name: str, role: Role) -> tuple[str, asyncpg.Record]:
+    """A new key for `name` with `role`: the key itself (shown once) and its stored row (hash and prefix only)."""
+    key = new_key()
+    row = await conn.fetchrow(queries("api")["create_api_key"], name, role, key_hash(key), key[:10])
+    assert row is not None
+    return key, row
 
 
 @dataclass(frozen=True)

@@ -11,19 +11,10 @@ import asyncpg
 from pydantic import BaseModel
 
 from api.problems import DatabaseUnavailable, IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse
+from db.connect import CONNECTION_LOST
 from db.queries import queries
 
 Q = queries("api")
-_UNAVAILABLE = (
-    OSError,
-    TimeoutError,
-    asyncpg.ConnectionDoesNotExistError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
-
 
 _RETRY_STATES = frozenset({"40P01", "40001", "57P01", "57P02", "57P03"})
 
@@ -57,10 +48,10 @@ async def translated() -> AsyncIterator[None]:
                 "the database did not answer in time (API_STATEMENT_TIMEOUT); try again", headers={"Retry-After": "1"}
             ) from e
         # 08: connection lost; 53: out of connections or memory; 57P0x: shutting down; 40P01/40001: try again.
-        if isinstance(e, _UNAVAILABLE) or (sqlstate or "")[:2] in ("08", "53") or sqlstate in _RETRY_STATES:
+        if isinstance(e, CONNECTION_LOST) or (sqlstate or "")[:2] in ("08", "53") or sqlstate in _RETRY_STATES:
             raise DatabaseUnavailable(f"PostgreSQL: {e}; try again", headers={"Retry-After": "1"}) from e
         raise
-    except _UNAVAILABLE as e:
+    except CONNECTION_LOST as e:
         raise DatabaseUnavailable(
             f"PostgreSQL cannot be reached ({type(e).__name__}); try again", headers={"Retry-After": "1"}
         ) from e

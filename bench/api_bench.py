@@ -25,12 +25,13 @@ from typing import Any
 import asyncpg
 import httpx
 
+from api.__main__ import make_key
 from api.auth import Role
 from api.pagination import encode
 from db.config import LOCAL_DATABASE_URL, normalize_database_url
+from db.load import ensure_reference_data
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
-from tests.api_harness import make_key
 from tests.private_stack import free_port
 
 REPO = Path(__file__).resolve().parents[1]
@@ -49,10 +50,7 @@ async def fill(url: str) -> None:
     conn = await asyncpg.connect(url)
     try:
         await migrate(conn)
-        await conn.execute("INSERT INTO products (name) SELECT 'product ' || g FROM generate_series(1, $1) g", PRODUCTS)
-        await conn.execute(
-            "INSERT INTO warehouses (name) SELECT 'warehouse ' || g FROM generate_series(1, $1) g", WAREHOUSES
-        )
+        await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
         started = time.monotonic()
         await conn.execute(FILL, PRODUCTS, WAREHOUSES)
         await conn.execute("VACUUM ANALYZE stock_balance")

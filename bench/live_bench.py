@@ -22,12 +22,13 @@ from typing import Any
 
 import asyncpg
 
+from api.__main__ import make_key
 from api.auth import Role
 from bench.api_bench import Server
 from db.config import LOCAL_DATABASE_URL, normalize_database_url
+from db.load import ensure_reference_data
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
-from tests.api_harness import make_key
 from tests.bridge_harness import Bridge
 
 REPO = Path(__file__).resolve().parents[1]
@@ -100,10 +101,7 @@ async def run(admin_url: str, bootstrap: str, rate: int, seconds: int, clients: 
         conn = await asyncpg.connect(url)
         try:
             await migrate(conn)
-            await conn.execute("INSERT INTO products (name) SELECT 'p' || g FROM generate_series(1, $1) g", products)
-            await conn.execute(
-                "INSERT INTO warehouses (name) SELECT 'w' || g FROM generate_series(1, $1) g", WAREHOUSES
-            )
+            await ensure_reference_data(conn, products, WAREHOUSES)
         finally:
             await conn.close()
         key = await make_key(url, "bench", Role.viewer)

@@ -19,13 +19,13 @@ from pydantic import ValidationError
 from bridge.events import StatusChanged
 from consumers.config import StoreSettings
 from consumers.runner import ConsumerMetrics, Stopped, consume, run
+from db.connect import CONNECTION_LOST
 from db.queries import queries
 
 RETRY_MAX_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
 log = logging.getLogger("consumers.store")
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-                asyncpg.CannotConnectNowError, asyncpg.AdminShutdownError)  # fmt: skip
+_UNREACHABLE = (*CONNECTION_LOST, asyncpg.InterfaceError)  # InterfaceError: the connection object is closed
 
 
 def _columns(events: list[tuple[Any, StatusChanged]]) -> list[list[Any]]:

@@ -7,14 +7,13 @@ import socket
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 
-import asyncpg
 import httpx
 import uvicorn
 
+from api.__main__ import make_key
 from api.app import create_app
-from api.auth import Role, key_hash, new_key
+from api.auth import Role
 from api.config import ApiSettings
-from db.queries import queries
 
 
 class _Server(uvicorn.Server):
@@ -37,16 +36,6 @@ class Api:
 
     async def post(self, path: str, json: object, role: Role = Role.admin, **headers: str) -> httpx.Response:
         return await self.client.post(path, json=json, headers={**self.auth(role), **headers})
-
-
-async def make_key(database_url: str, name: str, role: Role) -> str:
-    key = new_key()
-    conn = await asyncpg.connect(database_url)
-    try:
-        await conn.execute(queries("api")["create_api_key"], name, role, key_hash(key), key[:10])
-    finally:
-        await conn.close()
-    return key
 
 
 @contextlib.asynccontextmanager

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, Request, Response
 
-from api.auth import ADMIN, key_hash, new_key
+from api.auth import ADMIN, create_key
 from api.models import ApiKey, ApiKeyIn, NewApiKey
 from api.problems import LastAdminKey, UnknownApiKey, responses
 from api.routes.common import PathId, store
@@ -14,9 +14,8 @@ router = APIRouter(tags=["api keys"], dependencies=[ADMIN])
 @router.post("/api-keys", status_code=201, responses=responses())
 async def create_api_key(request: Request, body: ApiKeyIn) -> NewApiKey:
     """A new key with a role. The key is in this response only: store it now."""
-    key = new_key()
-    row = await store(request).fetchrow("create_api_key", body.name, body.role, key_hash(key), key[:10])
-    assert row is not None
+    async with store(request).transaction() as conn:
+        key, row = await create_key(conn, body.name, body.role)
     return NewApiKey(**row, key=key)
 
 

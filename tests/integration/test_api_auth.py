@@ -1,9 +1,5 @@
 """Users and roles: every route against every role, missing and revoked keys, the key commands."""
 
-import asyncio
-import os
-import sys
-
 import asyncpg
 import pytest
 
@@ -11,6 +7,7 @@ from api.app import create_app
 from api.auth import Role
 from api.config import ApiSettings
 from tests.api_harness import Api
+from tests.cli import run_module
 
 pytestmark = pytest.mark.integration
 
@@ -142,15 +139,8 @@ async def test_the_last_admin_key_cannot_be_revoked(api: Api, db: asyncpg.Connec
     assert (await api.get("/api-keys", role=Role.admin)).status_code == 200
 
 
-async def run_api_cli(database_url: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api", *args,
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+async def run_api_cli(database_url: str, *args: str, **env: str) -> tuple[int, str, str]:
+    return await run_module("api", database_url, *args, **env)
 
 
 async def test_create_key_prints_the_key_alone_on_its_last_line(api: Api, database_url: str) -> None:
@@ -177,17 +167,9 @@ async def test_local_admin_key_is_made_once_and_printed_again(database_url: str,
     code, out, _ = await run_api_cli(database_url, "local-admin-key", "--file", str(file))
     assert code == 0 and out.splitlines()[-1] == key
 
-    env_production = {
-        **os.environ,
-        "ENVIRONMENT": "production",
-        "DATABASE_URL": database_url.replace(":warehouse@", ":s3cret@"),
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "api", "local-admin-key", "--file", str(file), env=env_production,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    _, err_bytes = await proc.communicate()
-    assert proc.returncode == 2 and b"local development" in err_bytes
+    production = database_url.replace(":warehouse@", ":s3cret@")
+    code, _, err = await run_api_cli(production, "local-admin-key", "--file", str(file), ENVIRONMENT="production")
+    assert code == 2 and "local development" in err
 
 
 async def test_metrics_count_requests_by_route_template_and_code(api: Api, db: asyncpg.Connection) -> None:

@@ -1,28 +1,20 @@
 """`python -m db migrate`: once each, in order, safe when run twice at once, all-or-nothing per file."""
 
 import asyncio
-import os
 import shutil
-import sys
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from db.migrate import discover
+from tests.cli import run_module
 
 pytestmark = pytest.mark.integration
 
 
 async def run_db_cli(database_url: str, *args: str) -> tuple[int, str, str]:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "db", *args,
-        env={**os.environ, "DATABASE_URL": database_url},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    out, err = await proc.communicate()
-    assert proc.returncode is not None
-    return proc.returncode, out.decode(), err.decode()
+    return await run_module("db", database_url, *args)
 
 
 async def applied_versions(database_url: str) -> list[int]:
