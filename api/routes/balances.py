@@ -11,7 +11,12 @@ from api.routes.common import PathId, store
 
 router = APIRouter(tags=["balances"])
 PAGE: dict[int | str, dict[str, Any]] = {200: {"headers": LINK_HEADER}}
-StatusFilter = Annotated[StockStatus | None, Query(description="Only balances with this status.")]
+StatusFilter = Annotated[
+    list[StockStatus] | None,
+    Query(
+        description="Only balances with this status; repeat it for several (`status=running_low&status=out_of_stock`)."
+    ),
+]
 ProductFilter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="Only this product's balances.")]
 WarehouseFilter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT, description="Only this warehouse's balances.")]
 

@@ -2,30 +2,30 @@
 -- the thousandth page costs what the first does. Balances are keyed by (product_id, warehouse_id).
 
 -- name: balances
--- $1 after product, $2 after warehouse (the smallest bigints: from the start), $3 status or NULL, $4 rows
+-- $1 after product, $2 after warehouse (the smallest bigints: from the start), $3 statuses or NULL, $4 rows
 SELECT product_id, warehouse_id, quantity, status, updated_at
   FROM stock_balance
  WHERE (product_id, warehouse_id) > ($1, $2)
-   AND ($3::stock_status IS NULL OR status = $3)
+   AND ($3::stock_status[] IS NULL OR status = ANY ($3))
  ORDER BY product_id, warehouse_id
  LIMIT $4;
 
 -- name: balances_of_product
--- $1 product, $2 after warehouse, $3 status or NULL, $4 warehouse or NULL, $5 rows
+-- $1 product, $2 after warehouse, $3 statuses or NULL, $4 warehouse or NULL, $5 rows
 SELECT product_id, warehouse_id, quantity, status, updated_at
   FROM stock_balance
  WHERE product_id = $1 AND warehouse_id > $2
-   AND ($3::stock_status IS NULL OR status = $3)
+   AND ($3::stock_status[] IS NULL OR status = ANY ($3))
    AND ($4::bigint IS NULL OR warehouse_id = $4)
  ORDER BY warehouse_id
  LIMIT $5;
 
 -- name: balances_at_warehouse
--- $1 warehouse, $2 after product, $3 status or NULL, $4 rows
+-- $1 warehouse, $2 after product, $3 statuses or NULL, $4 rows
 SELECT product_id, warehouse_id, quantity, status, updated_at
   FROM stock_balance
  WHERE warehouse_id = $1 AND product_id > $2
-   AND ($3::stock_status IS NULL OR status = $3)
+   AND ($3::stock_status[] IS NULL OR status = ANY ($3))
  ORDER BY product_id
  LIMIT $4;
 
