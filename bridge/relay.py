@@ -121,7 +121,9 @@ class Relay:
             try:
                 await self._lead()
                 return
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as e:
+            # InternalClientError: asyncpg's protocol state left broken by a connection lost mid-operation (seen
+            # when PostgreSQL restarts during a drain); the connection is dropped and made anew, like any loss.
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, asyncpg.InternalClientError) as e:
                 self.metrics.postgres_ok = False
                 self.state("PostgreSQL unavailable, retrying", f"{type(e).__name__}: {e}", logging.WARNING)
             except ProducerFenced:
