@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api bench-live
+.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api bench-live soak docs
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -43,6 +43,10 @@ browser:  ## Debian's chromium and chromedriver, for the dashboard's test (insta
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; \
 	  else echo "the dashboard test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+
+docs: venv  ## regenerate what the docs take from the code: the README's settings table, the event's JSON Schema and AsyncAPI document
+	$(PY) -m docs.settings
+	$(PY) -m bridge schema
 
 lint: venv
 	$(VENV)/bin/ruff check .
@@ -81,3 +85,6 @@ vendor:  ## refresh the dashboard's vendored chart library from the npm registry
 
 bench-live: venv stack  ## commit → SSE client latency at 500 status changes/s with 100 clients (~1 min)
 	$(PY) -m bench.live_bench
+
+soak: venv  ## the chaos soak on a stack of its own: 4 loaders for 5 min, bridge kill -9 every 30 s, Kafka and PostgreSQL restarted once (~7 min)
+	$(PY) -m tests.soak $(SOAK_ARGS)

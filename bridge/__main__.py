@@ -1,5 +1,5 @@
 """`python -m bridge`: run the bridge until SIGTERM/SIGINT. `python -m bridge schema`: rewrite the event's JSON
-Schema file (bridge/schema/)."""
+Schema and the topic's AsyncAPI document (bridge/schema/)."""
 
 import argparse
 import asyncio
@@ -9,6 +9,7 @@ import sys
 
 from pydantic import ValidationError
 
+from bridge.asyncapi import ASYNCAPI_FILE, asyncapi_text
 from bridge.config import BridgeSettings
 from bridge.errors import BridgeError
 from bridge.events import SCHEMA_FILE, json_schema_text
@@ -65,8 +66,9 @@ def main() -> int:
     args = p.parse_args()
     if args.command == "schema":
         SCHEMA_FILE.parent.mkdir(exist_ok=True)
-        SCHEMA_FILE.write_text(json_schema_text(), encoding="utf-8")
-        print(f"wrote {SCHEMA_FILE}")
+        for path, text in ((SCHEMA_FILE, json_schema_text()), (ASYNCAPI_FILE, asyncapi_text())):
+            path.write_text(text, encoding="utf-8")
+            print(f"wrote {path}")
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # aiokafka logs every retry of a lost connection at ERROR, ten times a second during an outage; the bridge

@@ -15,7 +15,7 @@ class ConsumerSettings(DatabaseSettings):
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     """Kafka brokers, host:port[,host:port…]."""
     kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
-    """The topic of status changes."""
+    """The topic of status changes (the bridge creates it when missing)."""
     consumer_metrics_host: str = "0.0.0.0"
     """Address of each consumer's /metrics, /healthz, /readyz."""
 

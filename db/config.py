@@ -33,7 +33,7 @@ DatabaseUrl = Annotated[str, AfterValidator(normalize_database_url)]
 class DatabaseSettings(BaseSettings):
     """Base of every process's settings: where PostgreSQL is, and whether this is local development."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", use_attribute_docstrings=True)
 
     environment: Literal["local", "production"] = "local"
     """`local` allows the local stack's well-known credentials; `production` refuses them."""

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.events import StatusChanged
+from tests.cli import run_module
 from tests.private_stack import free_port
 from tests.service_process import ServiceProcess
 from tests.topic import read_topic
@@ -233,3 +234,78 @@ async def test_sigterm_while_postgresql_is_out_of_reach_exits_0_and_commits_noth
         if store.running():
             store.kill()
     assert await committed_offsets(kafka_bootstrap, topic, store.env["STORE_GROUP"], 1) == {}
+
+
+async def test_replay_moves_a_stopped_group_back_and_the_store_restores_what_its_log_lost(
+    kafka_bootstrap: str, topic3: str, database_url: str, db: asyncpg.Connection, tmp_path: Path
+) -> None:
+    before = [event(1, i % 4 + 1, "out_of_stock", "running_low") for i in range(300)]
+    after = [event(2, i % 4 + 1, "running_low", "available") for i in range(200)]
+    await publish(kafka_bootstrap, topic3, [(e.key, e.value()) for e in before])
+    await asyncio.sleep(1.1)  # Kafka stamps records in milliseconds: a clear gap between the two halves
+    boundary = datetime.now(UTC)
+    await asyncio.sleep(1.1)
+    await publish(kafka_bootstrap, topic3, [(e.key, e.value()) for e in after])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic3, "DATABASE_URL": database_url}
+    store = consumer("consumers.store", tmp_path, env).start()
+    group = store.env["STORE_GROUP"]
+
+    async def replay(*args: str) -> tuple[int, str, str]:
+        return await run_module("consumers.replay", database_url, "--group", group, *args, **env)
+
+    async def all_stored() -> bool:
+        assert store.running(), store.output()
+        return await stored(database_url) == 500
+
+    try:
+        await wait_until(all_stored, "500 stored events")
+        code, _, err = await replay("--from", "earliest")
+        assert code == 1 and "has running consumers: stop them first" in err, err  # a running group is not moved
+        assert store.terminate() == 0
+
+        # The log loses every row (a restore from an old backup, say); the group is moved back to the boundary.
+        await db.execute("DELETE FROM status_change_log")
+        code, out, err = await replay("--from", boundary.isoformat(), "--dry-run")
+        assert code == 0 and "would move" in out, err
+        committed = await committed_offsets(kafka_bootstrap, topic3, group, 3)
+        assert sum(committed.values()) == 500, "a dry run moves nothing"
+        code, out, err = await replay("--from", boundary.isoformat())
+        assert code == 0, err
+        assert sum((await committed_offsets(kafka_bootstrap, topic3, group, 3)).values()) == 300
+
+        store.start()
+
+        async def second_half_stored() -> bool:
+            assert store.running(), store.output()
+            return await stored(database_url) >= 200
+
+        await wait_until(second_half_stored, "the events after the boundary stored again")
+        await asyncio.sleep(1)  # nothing more comes
+        rows = {r["event_id"] for r in await db.fetch("SELECT event_id FROM status_change_log")}
+        assert rows == {e.event_id for e in after}
+
+        # From the beginning: the whole topic again; rows already stored stay once.
+        assert store.terminate() == 0
+        code, out, err = await replay("--from", "earliest")
+        assert code == 0, err
+        store.start()
+        await wait_until(all_stored, "the whole topic stored again")
+        assert await db.fetchval("SELECT count(DISTINCT event_id) FROM status_change_log") == 500
+        assert store.terminate() == 0
+    finally:
+        if store.running():
+            store.kill()
+
+
+async def test_replay_refuses_bad_input_with_a_clear_error(
+    kafka_bootstrap: str, topic_name: str, database_url: str
+) -> None:
+    code, _, err = await run_module(
+        "consumers.replay", database_url, "--group", "g", "--from", "yesterday", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap
+    )
+    assert code == 2 and "neither `earliest` nor an ISO 8601 time" in err, err
+    code, _, err = await run_module(
+        "consumers.replay", database_url, "--group", "g", "--from", "earliest",
+        KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC=topic_name,
+    )  # fmt: skip
+    assert code == 1 and f"topic {topic_name!r} does not exist" in err, err

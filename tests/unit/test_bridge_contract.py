@@ -3,12 +3,19 @@
 import json
 import uuid
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
+import jsonschema_rs
 import pytest
 from pydantic import ValidationError
 
-from bridge.config import BridgeSettings
+from bridge.asyncapi import ASYNCAPI_FILE, asyncapi_text
+from bridge.config import DEFAULT_TOPIC, BridgeSettings
 from bridge.events import EVENT_TYPE, SCHEMA_FILE, StatusChanged, json_schema_text
+
+# The AsyncAPI 3.0.0 specification's own JSON Schema, from the npm package @asyncapi/specs (see tests/data/).
+ASYNCAPI_SPEC = json.loads((Path(__file__).parents[1] / "data" / "asyncapi-3.0.0.schema.json").read_text())
 
 
 def change(**overrides: object) -> StatusChanged:
@@ -29,6 +36,32 @@ def test_the_committed_json_schema_is_the_models() -> None:
     assert SCHEMA_FILE.read_text(encoding="utf-8") == json_schema_text(), (
         "bridge/schema is stale: run `python -m bridge schema` and commit the file"
     )
+
+
+def test_the_committed_asyncapi_document_is_current_and_valid() -> None:
+    assert ASYNCAPI_FILE.read_text(encoding="utf-8") == asyncapi_text(), (
+        "bridge/schema/asyncapi.json is stale: run `python -m bridge schema` and commit the file"
+    )
+    spec = jsonschema_rs.validator_for(ASYNCAPI_SPEC)
+    document = json.loads(ASYNCAPI_FILE.read_text())
+    assert [str(e) for e in spec.iter_errors(document)] == []
+    broken = json.loads(ASYNCAPI_FILE.read_text())  # the validator does look: an AsyncAPI 2 action is refused
+    broken["operations"]["publishStatusChanges"]["action"] = "publish"
+    assert not spec.is_valid(broken)
+
+
+def test_the_asyncapi_document_describes_what_the_bridge_sends() -> None:
+    document: dict[str, Any] = json.loads(ASYNCAPI_FILE.read_text())
+    channel = document["channels"]["statusChanges"]
+    assert channel["address"] == DEFAULT_TOPIC == BridgeSettings().kafka_topic
+    message = document["components"]["messages"]["StatusChanged"]
+    assert (ASYNCAPI_FILE.parent / message["payload"]["$ref"]).resolve() == SCHEMA_FILE.resolve()
+    event = change()
+    headers = {name: value.decode() for name, value in event.headers(BridgeSettings().bridge_event_source)}
+    assert jsonschema_rs.validator_for(message["headers"]).is_valid(headers)
+    assert not jsonschema_rs.validator_for(message["headers"]).is_valid({**headers, "ce_type": "other"})
+    assert jsonschema_rs.validator_for(message["bindings"]["kafka"]["key"]).is_valid(event.key.decode())
+    assert jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).is_valid(json.loads(event.value()))
 
 
 def test_key_value_and_cloudevents_headers() -> None:

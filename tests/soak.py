@@ -1,0 +1,333 @@
+"""`make soak`: the chaos soak. Not part of `make test`: it runs for minutes.
+
+On a stack of its own (other ports, a temporary folder; the one `make stack` runs is left alone), 4 loaders write
+operations for 5 minutes while the bridge is killed with -9 every 30 s and started again, the broker is restarted
+once and PostgreSQL once; `consumers.store` runs throughout. Then it waits for the outbox to drain and the store
+to catch up, and checks:
+
+- every status change produced is on the topic exactly once (by event_id; a test-only trigger keeps a copy of
+  every outbox row, the bridge deletes the originals);
+- each (product, warehouse) pair's changes are in one partition, in the order they were produced;
+- `status_change_log` equals the topic, row for record;
+- `status_change_count()` equals both;
+- `python -m db verify` is clean;
+- no bridge ended but by kill -9, and the store survived the outages without restarting.
+
+One summary line per check; exit 1 when any fails. Logs of the bridges and the store: `.soak/` (kept).
+
+    .venv/bin/python -m tests.soak [--minutes 5] [--loaders 4] [--rate 2000]
+"""
+
+import argparse
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+
+from bridge.events import StatusChanged
+from db.connect import CONNECTION_LOST
+from db.load import OperationGenerator, copy_batch, ensure_reference_data
+from db.migrate import migrate
+from tests.bridge_harness import AUDIT, Bridge, Bridges
+from tests.private_stack import REPO, Stack, private_stack
+from tests.service_process import ServiceProcess
+from tests.topic import read_topic
+
+PRODUCTS, WAREHOUSES = 1000, 10  # 10,000 pairs: small stocks against a threshold of 10, so many status changes
+BATCH = 50
+TOPIC = "soak.status-changes"
+BRIDGE_KILL_EVERY = 30.0
+OUTAGE = {"kafka": 10.0, "postgres": 5.0}  # seconds each service stays down
+CATCH_UP_TIMEOUT = 300.0
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+@dataclass
+class Loading:
+    written: int = 0
+    failed_batches: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+
+
+async def loader(number: int, url: str, until: float, pause: float, loading: Loading) -> None:
+    """Batches of receipts and shipments until `until`, reconnecting through outages. A batch whose commit was
+    lost with the connection may have been written or not: the checks do not depend on it (they compare what the
+    outbox produced with what reached Kafka), and the loader ships only stock it knows it received."""
+    generator = OperationGenerator(random.Random(number), PRODUCTS, WAREHOUSES)
+    conn: asyncpg.Connection | None = None
+    while time.monotonic() < until:
+        payload, shares = generator.batch(BATCH)
+        try:
+            if conn is None:
+                conn = await asyncpg.connect(url, timeout=5)
+            await copy_batch(conn, "warehouse_operations", payload)
+        except (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresError) as e:
+            loading.failed_batches[type(e).__name__] += 1
+            if conn is not None:
+                conn.terminate()
+                conn = None
+            await asyncio.sleep(0.5)
+            continue
+        generator.shares = shares
+        loading.written += BATCH
+        await asyncio.sleep(pause)
+    if conn is not None:
+        await conn.close()
+
+
+@dataclass
+class Chaos:
+    bridges: Bridges
+    stack: Stack
+    bridge: Bridge
+    kills: int = 0
+    exited: list[str] = field(default_factory=list)  # bridges that ended without being killed
+
+    def note(self, started: float, what: str) -> None:
+        say(f"  {time.monotonic() - started:5.0f} s  {what}")
+
+    async def kill_bridges(self, started: float, until: float) -> None:
+        while time.monotonic() + BRIDGE_KILL_EVERY < until:
+            await asyncio.sleep(BRIDGE_KILL_EVERY)
+            if not self.bridge.running():
+                self.exited.append(str(self.bridge.log))
+                self.note(started, f"the bridge had exited by itself: see {self.bridge.log}")
+            self.bridge.kill()
+            self.kills += 1
+            self.bridge = self.bridges().start()
+            self.note(started, f"bridge killed with -9 ({self.kills}), a new one started")
+
+    async def restart(self, service: str, started: float, at: float) -> None:
+        await asyncio.sleep(at)
+        self.note(started, f"stopping {service}")
+        await asyncio.to_thread(self.stack.stack_sh, "stop", service)
+        await asyncio.sleep(OUTAGE[service])
+        await asyncio.to_thread(self.stack.stack_sh, "start")
+        self.note(started, f"{service} is back")
+
+
+async def report_progress(started: float, url: str, loading: Loading, chaos: Chaos) -> None:
+    while True:
+        await asyncio.sleep(15)
+        try:
+            conn = await asyncpg.connect(url, timeout=2)
+            try:
+                backlog = await conn.fetchval("SELECT count(*) FROM status_change_outbox")
+            finally:
+                await conn.close()
+        except (*CONNECTION_LOST, asyncpg.PostgresError):
+            backlog = "?"
+        say(
+            f"  {time.monotonic() - started:5.0f} s  {loading.written:,} operations written, outbox backlog "
+            f"{backlog}, bridge kills {chaos.kills}"
+        )
+
+
+async def wait_until(what: str, check: Callable[[], object], alive: Callable[[], bool], timeout: float) -> bool:
+    """Until `check()` is true; false when `alive()` is not, or after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and alive():
+        try:
+            if await check():  # type: ignore[misc]
+                return True
+        except (*CONNECTION_LOST, asyncpg.PostgresError):
+            pass
+        await asyncio.sleep(1)
+    say(f"  gave up waiting for {what}" + (f" after {timeout:.0f} s" if alive() else ": a process it needs exited"))
+    return False
+
+
+def quiet_lost_connections(loop: asyncio.AbstractEventLoop, context: dict[str, object]) -> None:
+    """asyncpg leaves a future with the lost connection's error behind when PostgreSQL stops mid-COPY; that the
+    connection was lost is expected here, and the loader has already dealt with it."""
+    if not isinstance(context.get("exception"), asyncpg.ConnectionDoesNotExistError):
+        loop.default_exception_handler(context)
+
+
+class Checks:
+    def __init__(self) -> None:
+        self.results: dict[str, bool] = {}
+
+    def __call__(self, name: str, ok: bool, detail: str) -> None:
+        say(f"{'PASS' if ok else 'FAIL'}  {name}: {detail}")
+        self.results[name] = ok
+
+    @property
+    def failed(self) -> list[str]:
+        return [name for name, ok in self.results.items() if not ok]
+
+
+async def check(url: str, stack: Stack, store: ServiceProcess, chaos: Chaos, checks: Checks) -> None:
+    db = await asyncpg.connect(url)
+    try:
+        produced = {
+            str(r["event_id"]): (r["outbox_id"], r["pair"])
+            for r in await db.fetch("SELECT outbox_id, event_id, pair FROM outbox_audit")
+        }
+        count = await db.fetchval("SELECT status_change_count()")
+        log = {
+            str(r["event_id"]): tuple(r.values())[1:]
+            for r in await db.fetch(
+                "SELECT event_id, kafka_partition, kafka_offset, occurred_at, product_id, warehouse_id,"
+                " old_status::text, new_status::text, quantity, operation_id FROM status_change_log"
+            )
+        }
+    finally:
+        await db.close()
+    records = await read_topic(stack.bootstrap, TOPIC)
+    events = [StatusChanged.model_validate_json(r.value) for r in records]
+    on_topic = [str(e.event_id) for e in events]
+    duplicated = len(on_topic) - len(set(on_topic))
+    missing, unknown = set(produced) - set(on_topic), set(on_topic) - set(produced)
+    checks(
+        "exactly once",
+        not duplicated and not missing and not unknown,
+        f"{len(produced):,} status changes produced, {len(on_topic):,} events on the topic: {len(missing)} missing, "
+        f"{duplicated} duplicated, {len(unknown)} never produced",
+    )
+
+    seen: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
+    for record, event in zip(records, events, strict=True):
+        outbox_id = produced.get(str(event.event_id), (-1, ""))[0]
+        seen[record.key.decode()].append((record.partition, record.offset, outbox_id))
+    spread = [pair for pair, s in seen.items() if len({partition for partition, _, _ in s}) > 1]
+    disordered = [pair for pair, s in seen.items() if [o for _, _, o in sorted(s)] != sorted(o for _, _, o in s)]
+    checks(
+        "per-pair order",
+        not spread and not disordered,
+        f"{len(seen):,} pairs: {len(spread)} spread over partitions, {len(disordered)} out of order",
+    )
+
+    topic_rows = {
+        str(e.event_id): (
+            r.partition, r.offset, e.occurred_at, e.product_id, e.warehouse_id, e.old_status,
+            e.new_status, e.quantity, e.operation_id,
+        )
+        for r, e in zip(records, events, strict=True)
+    }  # fmt: skip
+    differing = [event_id for event_id in topic_rows.keys() & log.keys() if topic_rows[event_id] != log[event_id]]
+    checks(
+        "event log = topic",
+        log == topic_rows,
+        f"{len(log):,} rows in status_change_log: {len(topic_rows.keys() - log.keys())} of the topic missing, "
+        f"{len(log.keys() - topic_rows.keys())} not on the topic, {len(differing)} differing",
+    )
+    checks(
+        "counter = topic = log",
+        count == len(on_topic) == len(log),
+        f"status_change_count() {count:,}, topic {len(on_topic):,}, log {len(log):,}",
+    )
+
+    verify = subprocess.run(
+        [sys.executable, "-m", "db", "verify"],
+        env={**stack.env, "DATABASE_URL": url}, cwd=REPO, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    lines = (verify.stdout + verify.stderr).strip().splitlines()
+    checks("db verify", verify.returncode == 0, " / ".join(lines[:1] + lines[-1:]))
+    ended = chaos.exited + [str(p.log) for p in (chaos.bridge, store) if not p.running()]
+    checks(
+        "services survived",
+        not ended,
+        f"exited by themselves: {', '.join(ended)}"
+        if ended
+        else f"no bridge ended but by kill -9 (kills: {chaos.kills}), consumers.store ran through both outages",
+    )
+
+
+async def soak(minutes: float, loaders: int, rate: float, logs: Path) -> int:
+    duration = minutes * 60
+    pause = loaders * BATCH / rate  # each loader's pause between batches (the batch's own time comes on top)
+    asyncio.get_running_loop().set_exception_handler(quiet_lost_connections)
+    with private_stack() as stack:
+        say(f"starting a stack of the soak's own (PostgreSQL :{stack.pgport}, Kafka :{stack.kafka_port})")
+        stack.stack_sh("start")
+        url = stack.database_url
+        conn = await asyncpg.connect(url)
+        try:
+            await migrate(conn)
+            await conn.execute(AUDIT)
+            await ensure_reference_data(conn, PRODUCTS, WAREHOUSES)
+        finally:
+            await conn.close()
+
+        bridges = Bridges(url, stack.bootstrap, TOPIC, logs)
+        store_env = {**bridges.env, "STORE_GROUP": "soak-store", "STORE_START": "earliest"}
+        store = ServiceProcess(["consumers.store"], store_env, logs / "store.log", "STORE_METRICS_PORT").start()
+        chaos = Chaos(bridges, stack, bridges().start())
+        loading = Loading()
+        started = time.monotonic()
+        until = started + duration
+        say(
+            f"soak: {loaders} loaders for {minutes:g} min at about {rate:,.0f} operations/s; the bridge killed every "
+            f"{BRIDGE_KILL_EVERY:.0f} s; Kafka restarted at {0.35 * duration:.0f} s, PostgreSQL at "
+            f"{0.65 * duration:.0f} s"
+        )
+        progress = asyncio.create_task(report_progress(started, url, loading, chaos))
+        try:
+            await asyncio.gather(
+                *(loader(i, url, until, pause, loading) for i in range(loaders)),
+                chaos.kill_bridges(started, until),
+                chaos.restart("kafka", started, 0.35 * duration),
+                chaos.restart("postgres", started, 0.65 * duration),
+            )
+            say(f"load done: {loading.written:,} operations written; failed batches: {dict(loading.failed_batches)}")
+
+            async def outbox_drained() -> bool:
+                db = await asyncpg.connect(url)
+                try:
+                    return not await db.fetchval("SELECT count(*) FROM status_change_outbox")
+                finally:
+                    await db.close()
+
+            async def store_caught_up() -> bool:
+                db = await asyncpg.connect(url)
+                try:
+                    stored, produced = await db.fetchval(
+                        "SELECT ((SELECT count(*) FROM status_change_log), (SELECT count(*) FROM outbox_audit))"
+                    )
+                finally:
+                    await db.close()
+                return bool(stored >= produced)
+
+            await wait_until("the outbox to drain", outbox_drained, chaos.bridge.running, CATCH_UP_TIMEOUT)
+            await wait_until("the store to catch up", store_caught_up, store.running, CATCH_UP_TIMEOUT)
+            say(f"drained {time.monotonic() - until:.0f} s after the load ended; checking")
+        finally:
+            progress.cancel()
+        checks = Checks()
+        try:
+            await check(url, stack, store, chaos, checks)
+        finally:
+            if store.running():
+                store.terminate()
+            await bridges.cleanup()
+    passed = len(checks.results) - len(checks.failed)
+    say(f"soak {'passed' if not checks.failed else 'FAILED'}: {passed} of {len(checks.results)} checks")
+    return 1 if checks.failed else 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m tests.soak", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--minutes", type=float, default=5.0, help="how long the loaders write (default 5)")
+    parser.add_argument("--loaders", type=int, default=4, help="parallel loaders (default 4)")
+    parser.add_argument("--rate", type=float, default=2000.0, help="operations per second, all loaders (default 2000)")
+    args = parser.parse_args()
+    if args.minutes <= 0 or args.loaders < 1 or args.rate <= 0:
+        parser.error("--minutes and --rate must be positive, --loaders at least 1")
+    logs = REPO / ".soak" / time.strftime("%Y%m%d-%H%M%S")
+    logs.mkdir(parents=True)
+    say(f"logs: {logs}")
+    sys.exit(asyncio.run(soak(args.minutes, args.loaders, args.rate, logs)))
+
+
+if __name__ == "__main__":
+    main()
