@@ -318,7 +318,10 @@ class Relay:
             await producer.begin_transaction()
             deliveries = await sender.send(rows)
             state = state_record(ids, [row["ce_id"] for row in rows])
-            deliveries.append(await producer.send(s.bridge_state_topic, state, key=s.bridge_transactional_id.encode()))
+            # Partition 0, where the recovery reads it, however many partitions the state topic was made with.
+            deliveries.append(
+                await producer.send(s.bridge_state_topic, state, key=s.bridge_transactional_id.encode(), partition=0)
+            )
             # aiokafka commits a transaction even when the broker refused one of its batches (a clock far ahead,
             # a record too large): the commit must wait for, and fail with, every delivery.
             await asyncio.gather(*deliveries)

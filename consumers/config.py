@@ -1,9 +1,10 @@
 """The consumers' settings, from the environment (or .env). Each consumer has its own group, start and port
-settings (LOGGER_…, STORE_…), so one .env serves both."""
+settings (LOGGER_…, STORE_…), so one .env serves both. Only the store uses PostgreSQL."""
 
 from typing import Literal
 
 from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bridge.config import DEFAULT_TOPIC
 from db.config import DatabaseSettings
@@ -11,11 +12,18 @@ from db.config import DatabaseSettings
 Start = Literal["earliest", "latest"]
 
 
-class ConsumerSettings(DatabaseSettings):
+class KafkaSettings(BaseSettings):
+    """Where the topic is: all `python -m consumers.replay` reads."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", use_attribute_docstrings=True)
+
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
     """Kafka brokers, host:port[,host:port…]."""
     kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     """The topic of status changes (the bridge creates it when missing)."""
+
+
+class ConsumerSettings(KafkaSettings):
     consumer_metrics_host: str = "0.0.0.0"
     """Address of each consumer's /metrics, /healthz, /readyz."""
 
@@ -53,7 +61,7 @@ class LoggerSettings(ConsumerSettings):
         return self.logger_metrics_port
 
 
-class StoreSettings(ConsumerSettings):
+class StoreSettings(ConsumerSettings, DatabaseSettings):
     store_group: str = Field(default="warehouse-store", min_length=1, max_length=200)
     """The store's consumer group. Two store processes of one group share the partitions."""
     store_start: Start = "earliest"

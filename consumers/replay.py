@@ -4,8 +4,9 @@
     python -m consumers.replay --group warehouse-store --from 2026-11-27T08:00:00Z [--dry-run]
 
 `--from` a time moves each partition to its first event published at or after it (events are published after
-they occur, so every change that occurred since then is read again, and perhaps a few from just before). The
-group's consumers must be stopped: Kafka refuses to move the offsets of a group with members. Both example
+they occur, so every change that occurred since then is read again, and perhaps a few from just before). A
+partition is never moved forward: one whose group offset is already there or before stays, so nothing unread is
+skipped. The group's consumers must be stopped: Kafka refuses to move the offsets of a group with members. Both example
 consumers are safe to replay: the store keeps each event once (by event_id), the logger prints it again.
 Reads KAFKA_BOOTSTRAP_SERVERS and KAFKA_TOPIC."""
 
@@ -20,7 +21,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
-from consumers.config import ConsumerSettings
+from consumers.config import KafkaSettings
 
 TIMEOUT_S = 30.0
 
@@ -39,7 +40,10 @@ def parse_start(text: str) -> datetime | None:
         raise argparse.ArgumentTypeError(
             f"{text!r} is neither `earliest` nor an ISO 8601 time such as 2026-11-27T08:00:00Z"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    if moment.timestamp() < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is before 1970: Kafka's record times start there")
+    return moment
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[int]:
@@ -56,39 +60,53 @@ async def _partitions(bootstrap: str, topic: str) -> list[int]:
 
 
 async def replay(bootstrap: str, topic: str, group: str, start: datetime | None, dry_run: bool) -> list[str]:
-    """Moves `group` to `start` on every partition of `topic`; returns one line per partition."""
+    """Moves `group` back to `start` on every partition of `topic` (never forward); one line per partition."""
+    try:
+        return await asyncio.wait_for(_replay(bootstrap, topic, group, start, dry_run), TIMEOUT_S)
+    except CommitFailedError as e:
+        raise ReplayError(
+            f"group {group!r} has running consumers: stop them first (Kafka does not move the offsets of a group "
+            "with members; a consumer killed without a goodbye counts until its session times out, 10 s for the "
+            "example consumers)"
+        ) from e
+    except KafkaError as e:
+        raise ReplayError(f"Kafka at {bootstrap} refused or failed: {type(e).__name__}: {e}") from e
+    except TimeoutError as e:
+        raise ReplayError(f"Kafka at {bootstrap} did not answer within {TIMEOUT_S:g} s") from e
+
+
+async def _replay(bootstrap: str, topic: str, group: str, start: datetime | None, dry_run: bool) -> list[str]:
+    tps = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
+    # read_committed: the end of a partition is its last stable offset, never inside an open bridge transaction.
     consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, request_timeout_ms=10_000
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False, isolation_level="read_committed"
     )
     try:
-        await asyncio.wait_for(consumer.start(), TIMEOUT_S)
-    except (KafkaError, TimeoutError) as e:
+        await consumer.start()
+    except BaseException:
         await consumer.stop()
-        raise ReplayError(f"cannot reach Kafka at {bootstrap}: {type(e).__name__}") from e
+        raise
     try:
-        tps = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
         consumer.assign(tps)
         end = await consumer.end_offsets(tps)
         if start is None:
-            targets = await consumer.beginning_offsets(tps)
+            wanted = await consumer.beginning_offsets(tps)
         else:
             found = await consumer.offsets_for_times({tp: int(start.timestamp() * 1000) for tp in tps})
-            targets = {tp: found[tp].offset if found[tp] is not None else end[tp] for tp in tps}
-        lines = []
+            wanted = {tp: found[tp].offset if found[tp] is not None else end[tp] for tp in tps}
+        targets, lines = {}, []
         for tp in tps:
             committed = await consumer.committed(tp)
+            if committed is not None and committed <= wanted[tp]:  # moving it forward would skip unread events
+                lines.append(
+                    f"partition {tp.partition}: stays at {committed:,}, already there or before (end {end[tp]:,})"
+                )
+                continue
+            targets[tp] = wanted[tp]
             now = "none" if committed is None else f"{committed:,}"
-            lines.append(f"partition {tp.partition}: offset {now} → {targets[tp]:,} (end {end[tp]:,})")
-        if not dry_run:
-            try:
-                await consumer.commit(dict(targets))
-            except CommitFailedError as e:
-                raise ReplayError(
-                    f"group {group!r} has running consumers: stop them first (Kafka does not move the offsets of a "
-                    "group with members)"
-                ) from e
-            except KafkaError as e:
-                raise ReplayError(f"Kafka refused to move group {group!r}: {type(e).__name__} {e}") from e
+            lines.append(f"partition {tp.partition}: {now} → {wanted[tp]:,} (end {end[tp]:,})")
+        if targets and not dry_run:
+            await consumer.commit(targets)
         return lines
     finally:
         await consumer.stop()
@@ -105,7 +123,7 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries; the errors are reported below
     try:
-        settings = ConsumerSettings()
+        settings = KafkaSettings()
     except ValidationError as e:
         print(f"consumers.replay: invalid settings:\n{e}", file=sys.stderr)
         return 2

@@ -16,7 +16,7 @@ from pydantic_settings import BaseSettings
 
 from api.config import ApiSettings
 from bridge.config import BridgeSettings
-from consumers.config import LoggerSettings, StoreSettings
+from consumers.config import KafkaSettings, LoggerSettings, StoreSettings
 from db.__main__ import Settings as DbSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -29,6 +29,7 @@ PROCESSES: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
     "consumers.logger": LoggerSettings,
     "consumers.store": StoreSettings,
+    "consumers.replay": KafkaSettings,
     "db": DbSettings,
 }
 

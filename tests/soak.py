@@ -25,9 +25,10 @@ import subprocess
 import sys
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 
@@ -55,13 +56,18 @@ def say(line: str) -> None:
 @dataclass
 class Loading:
     written: int = 0
-    failed_batches: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    connection_losses: int = 0
+    refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # batches refused for another reason
+
+
+LOST = (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError)
 
 
 async def loader(number: int, url: str, until: float, pause: float, loading: Loading) -> None:
     """Batches of receipts and shipments until `until`, reconnecting through outages. A batch whose commit was
     lost with the connection may have been written or not: the checks do not depend on it (they compare what the
-    outbox produced with what reached Kafka), and the loader ships only stock it knows it received."""
+    outbox produced with what reached Kafka), and the loader then counts, per pair, the smaller of the two stocks
+    it could have, so it never ships more than it received."""
     generator = OperationGenerator(random.Random(number), PRODUCTS, WAREHOUSES)
     conn: asyncpg.Connection | None = None
     while time.monotonic() < until:
@@ -70,12 +76,17 @@ async def loader(number: int, url: str, until: float, pause: float, loading: Loa
             if conn is None:
                 conn = await asyncpg.connect(url, timeout=5)
             await copy_batch(conn, "warehouse_operations", payload)
-        except (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError, asyncpg.PostgresError) as e:
-            loading.failed_batches[type(e).__name__] += 1
+        except LOST:
+            loading.connection_losses += 1
+            before = generator.shares
+            generator.shares = {pair: min(before.get(pair, 0), shares[pair]) for pair in shares}
             if conn is not None:
                 conn.terminate()
                 conn = None
             await asyncio.sleep(0.5)
+            continue
+        except asyncpg.PostgresError as e:  # the database refused the batch: the soak fails its load check
+            loading.refused[f"{e.sqlstate}: {str(e).splitlines()[0][:80]}"] += 1
             continue
         generator.shares = shares
         loading.written += BATCH
@@ -84,35 +95,62 @@ async def loader(number: int, url: str, until: float, pause: float, loading: Loa
         await conn.close()
 
 
+async def stack_command(stack: Stack, *args: str) -> tuple[int, str]:
+    """stack/stack.sh with the soak stack's settings: exit code and output. Cancelling it kills the command."""
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(REPO / "stack" / "stack.sh"), *args, env=stack.env,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        out, _ = await proc.communicate()
+    except asyncio.CancelledError:
+        proc.kill()
+        await proc.wait()
+        raise
+    return proc.returncode or 0, out.decode(errors="replace")
+
+
 @dataclass
 class Chaos:
     bridges: Bridges
     stack: Stack
     bridge: Bridge
+    started: float
     kills: int = 0
     exited: list[str] = field(default_factory=list)  # bridges that ended without being killed
+    outages: list[str] = field(default_factory=list)  # services seen stopped, then back
 
-    def note(self, started: float, what: str) -> None:
-        say(f"  {time.monotonic() - started:5.0f} s  {what}")
+    def note(self, what: str) -> None:
+        say(f"  {time.monotonic() - self.started:5.0f} s  {what}")
 
-    async def kill_bridges(self, started: float, until: float) -> None:
+    async def kill_bridges(self, until: float) -> None:
         while time.monotonic() + BRIDGE_KILL_EVERY < until:
             await asyncio.sleep(BRIDGE_KILL_EVERY)
             if not self.bridge.running():
                 self.exited.append(str(self.bridge.log))
-                self.note(started, f"the bridge had exited by itself: see {self.bridge.log}")
+                self.note(f"the bridge had exited by itself: see {self.bridge.log}")
             self.bridge.kill()
             self.kills += 1
             self.bridge = self.bridges().start()
-            self.note(started, f"bridge killed with -9 ({self.kills}), a new one started")
+            self.note(f"bridge killed with -9 ({self.kills}), a new one started")
 
-    async def restart(self, service: str, started: float, at: float) -> None:
-        await asyncio.sleep(at)
-        self.note(started, f"stopping {service}")
-        await asyncio.to_thread(self.stack.stack_sh, "stop", service)
-        await asyncio.sleep(OUTAGE[service])
-        await asyncio.to_thread(self.stack.stack_sh, "start")
-        self.note(started, f"{service} is back")
+    async def restart_services(self, duration: float) -> None:
+        """Kafka at 35 % of the time, PostgreSQL at 65 % (or right after Kafka is back), one after the other."""
+        for service, share, label in (("kafka", 0.35, "Kafka"), ("postgres", 0.65, "PostgreSQL")):
+            await asyncio.sleep(max(0.0, self.started + share * duration - time.monotonic()))
+            self.note(f"stopping {label}")
+            code, out = await stack_command(self.stack, "stop", service)
+            if code != 0:
+                raise RuntimeError(f"stack.sh stop {service} failed: {out}")
+            _, status = await stack_command(self.stack, "status")
+            stopped = f"{label}: stopped" in status
+            await asyncio.sleep(OUTAGE[service])
+            code, out = await stack_command(self.stack, "start")
+            if code != 0:
+                raise RuntimeError(f"stack.sh start failed: {out}")
+            if stopped:
+                self.outages.append(label)
+            self.note(f"{label} is back" + ("" if stopped else " (but it was not seen stopped)"))
 
 
 async def report_progress(started: float, url: str, loading: Loading, chaos: Chaos) -> None:
@@ -124,7 +162,7 @@ async def report_progress(started: float, url: str, loading: Loading, chaos: Cha
                 backlog = await conn.fetchval("SELECT count(*) FROM status_change_outbox")
             finally:
                 await conn.close()
-        except (*CONNECTION_LOST, asyncpg.PostgresError):
+        except (*LOST, asyncpg.PostgresError):
             backlog = "?"
         say(
             f"  {time.monotonic() - started:5.0f} s  {loading.written:,} operations written, outbox backlog "
@@ -132,14 +170,16 @@ async def report_progress(started: float, url: str, loading: Loading, chaos: Cha
         )
 
 
-async def wait_until(what: str, check: Callable[[], object], alive: Callable[[], bool], timeout: float) -> bool:
+async def wait_until(
+    what: str, check: Callable[[], Awaitable[bool]], alive: Callable[[], bool], timeout: float
+) -> bool:
     """Until `check()` is true; false when `alive()` is not, or after `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and alive():
         try:
-            if await check():  # type: ignore[misc]
+            if await check():
                 return True
-        except (*CONNECTION_LOST, asyncpg.PostgresError):
+        except (*LOST, asyncpg.PostgresError):
             pass
         await asyncio.sleep(1)
     say(f"  gave up waiting for {what}" + (f" after {timeout:.0f} s" if alive() else ": a process it needs exited"))
@@ -166,7 +206,18 @@ class Checks:
         return [name for name, ok in self.results.items() if not ok]
 
 
-async def check(url: str, stack: Stack, store: ServiceProcess, chaos: Chaos, checks: Checks) -> None:
+@dataclass
+class Observed:
+    """What the soak reads at the end: the outbox's copies, the topic, the event log, the counter."""
+
+    produced: dict[str, tuple[int, str]]  # event_id → (outbox id, "product:warehouse")
+    records: list[Any]
+    events: list[StatusChanged]
+    log: dict[str, tuple[object, ...]]
+    count: int
+
+
+async def observe(url: str, bootstrap: str) -> Observed:
     db = await asyncpg.connect(url)
     try:
         produced = {
@@ -183,28 +234,35 @@ async def check(url: str, stack: Stack, store: ServiceProcess, chaos: Chaos, che
         }
     finally:
         await db.close()
-    records = await read_topic(stack.bootstrap, TOPIC)
-    events = [StatusChanged.model_validate_json(r.value) for r in records]
-    on_topic = [str(e.event_id) for e in events]
+    records = await read_topic(bootstrap, TOPIC)
+    return Observed(produced, records, [StatusChanged.model_validate_json(r.value) for r in records], log, count)
+
+
+def check_stream(seen: Observed, checks: Checks) -> None:
+    on_topic = [str(e.event_id) for e in seen.events]
     duplicated = len(on_topic) - len(set(on_topic))
-    missing, unknown = set(produced) - set(on_topic), set(on_topic) - set(produced)
+    missing, unknown = set(seen.produced) - set(on_topic), set(on_topic) - set(seen.produced)
     checks(
         "exactly once",
-        not duplicated and not missing and not unknown,
-        f"{len(produced):,} status changes produced, {len(on_topic):,} events on the topic: {len(missing)} missing, "
-        f"{duplicated} duplicated, {len(unknown)} never produced",
+        bool(seen.produced) and not duplicated and not missing and not unknown,
+        f"{len(seen.produced):,} status changes produced, {len(on_topic):,} events on the topic: {len(missing)} "
+        f"missing, {duplicated} duplicated, {len(unknown)} never produced",
     )
 
-    seen: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-    for record, event in zip(records, events, strict=True):
-        outbox_id = produced.get(str(event.event_id), (-1, ""))[0]
-        seen[record.key.decode()].append((record.partition, record.offset, outbox_id))
-    spread = [pair for pair, s in seen.items() if len({partition for partition, _, _ in s}) > 1]
-    disordered = [pair for pair, s in seen.items() if [o for _, _, o in sorted(s)] != sorted(o for _, _, o in s)]
+    by_pair: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # the pair the outbox recorded
+    wrong_key = wrong_headers = 0
+    for record, event in zip(seen.records, seen.events, strict=True):
+        outbox_id, pair = seen.produced.get(str(event.event_id), (-1, "?"))
+        wrong_key += record.key != pair.encode() or pair != f"{event.product_id}:{event.warehouse_id}"
+        wrong_headers += dict(record.headers).get("ce_id") != str(event.event_id).encode()
+        by_pair[pair].append((record.partition, record.offset, outbox_id))
+    spread = [pair for pair, s in by_pair.items() if len({partition for partition, _, _ in s}) > 1]
+    disordered = [pair for pair, s in by_pair.items() if [o for _, _, o in sorted(s)] != sorted(o for _, _, o in s)]
     checks(
         "per-pair order",
-        not spread and not disordered,
-        f"{len(seen):,} pairs: {len(spread)} spread over partitions, {len(disordered)} out of order",
+        bool(by_pair) and not (spread or disordered or wrong_key or wrong_headers),
+        f"{len(by_pair):,} pairs: {len(spread)} spread over partitions, {len(disordered)} out of order; "
+        f"{wrong_key} records with a key other than their pair, {wrong_headers} with a ce_id other than event_id",
     )
 
     topic_rows = {
@@ -212,34 +270,59 @@ async def check(url: str, stack: Stack, store: ServiceProcess, chaos: Chaos, che
             r.partition, r.offset, e.occurred_at, e.product_id, e.warehouse_id, e.old_status,
             e.new_status, e.quantity, e.operation_id,
         )
-        for r, e in zip(records, events, strict=True)
+        for r, e in zip(seen.records, seen.events, strict=True)
     }  # fmt: skip
-    differing = [event_id for event_id in topic_rows.keys() & log.keys() if topic_rows[event_id] != log[event_id]]
+    differing = [i for i in topic_rows.keys() & seen.log.keys() if topic_rows[i] != seen.log[i]]
     checks(
         "event log = topic",
-        log == topic_rows,
-        f"{len(log):,} rows in status_change_log: {len(topic_rows.keys() - log.keys())} of the topic missing, "
-        f"{len(log.keys() - topic_rows.keys())} not on the topic, {len(differing)} differing",
+        bool(topic_rows) and seen.log == topic_rows,
+        f"{len(seen.log):,} rows in status_change_log: {len(topic_rows.keys() - seen.log.keys())} of the topic "
+        f"missing, {len(seen.log.keys() - topic_rows.keys())} not on the topic, {len(differing)} differing",
     )
     checks(
         "counter = topic = log",
-        count == len(on_topic) == len(log),
-        f"status_change_count() {count:,}, topic {len(on_topic):,}, log {len(log):,}",
+        seen.count == len(on_topic) == len(seen.log),
+        f"status_change_count() {seen.count:,}, topic {len(on_topic):,}, log {len(seen.log):,}",
     )
 
-    verify = subprocess.run(
-        [sys.executable, "-m", "db", "verify"],
-        env={**stack.env, "DATABASE_URL": url}, cwd=REPO, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    lines = (verify.stdout + verify.stderr).strip().splitlines()
-    checks("db verify", verify.returncode == 0, " / ".join(lines[:1] + lines[-1:]))
+
+async def check(
+    url: str, stack: Stack, store: ServiceProcess, chaos: Chaos, loading: Loading, minutes: float, checks: Checks
+) -> None:
+    expected_kills = int(minutes * 60 // BRIDGE_KILL_EVERY) - (minutes * 60 % BRIDGE_KILL_EVERY == 0)
+    checks(
+        "chaos happened",
+        chaos.kills == expected_kills and chaos.outages == ["Kafka", "PostgreSQL"],
+        f"bridge killed {chaos.kills} times (of {expected_kills}); seen stopped and back: "
+        f"{', '.join(chaos.outages) or 'nothing'}",
+    )
+    checks(
+        "load",
+        loading.written > 0 and not loading.refused,
+        f"{loading.written:,} operations written; {loading.connection_losses} batches lost with the connection "
+        f"(outages); refused by the database: {dict(loading.refused) or 'none'}",
+    )
+    try:
+        check_stream(await observe(url, stack.bootstrap), checks)
+    except Exception as e:  # a record that does not parse, PostgreSQL or Kafka gone: a failure, reported as one
+        checks("topic, log and counter read", False, f"{type(e).__name__}: {e}")
+
+    try:
+        verify = subprocess.run(
+            [sys.executable, "-m", "db", "verify"],
+            env={**stack.env, "DATABASE_URL": url}, cwd=REPO, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+        lines = (verify.stdout + verify.stderr).strip().splitlines()
+        checks("db verify", verify.returncode == 0, " / ".join(lines[:1] + lines[-1:]))
+    except subprocess.TimeoutExpired:
+        checks("db verify", False, "did not finish within 600 s")
     ended = chaos.exited + [str(p.log) for p in (chaos.bridge, store) if not p.running()]
     checks(
         "services survived",
         not ended,
         f"exited by themselves: {', '.join(ended)}"
         if ended
-        else f"no bridge ended but by kill -9 (kills: {chaos.kills}), consumers.store ran through both outages",
+        else "no bridge ended but by kill -9, consumers.store ran through both outages",
     )
 
 
@@ -247,6 +330,7 @@ async def soak(minutes: float, loaders: int, rate: float, logs: Path) -> int:
     duration = minutes * 60
     pause = loaders * BATCH / rate  # each loader's pause between batches (the batch's own time comes on top)
     asyncio.get_running_loop().set_exception_handler(quiet_lost_connections)
+    checks = Checks()
     with private_stack() as stack:
         say(f"starting a stack of the soak's own (PostgreSQL :{stack.pgport}, Kafka :{stack.kafka_port})")
         stack.stack_sh("start")
@@ -262,24 +346,32 @@ async def soak(minutes: float, loaders: int, rate: float, logs: Path) -> int:
         bridges = Bridges(url, stack.bootstrap, TOPIC, logs)
         store_env = {**bridges.env, "STORE_GROUP": "soak-store", "STORE_START": "earliest"}
         store = ServiceProcess(["consumers.store"], store_env, logs / "store.log", "STORE_METRICS_PORT").start()
-        chaos = Chaos(bridges, stack, bridges().start())
-        loading = Loading()
-        started = time.monotonic()
-        until = started + duration
-        say(
-            f"soak: {loaders} loaders for {minutes:g} min at about {rate:,.0f} operations/s; the bridge killed every "
-            f"{BRIDGE_KILL_EVERY:.0f} s; Kafka restarted at {0.35 * duration:.0f} s, PostgreSQL at "
-            f"{0.65 * duration:.0f} s"
-        )
-        progress = asyncio.create_task(report_progress(started, url, loading, chaos))
         try:
-            await asyncio.gather(
-                *(loader(i, url, until, pause, loading) for i in range(loaders)),
-                chaos.kill_bridges(started, until),
-                chaos.restart("kafka", started, 0.35 * duration),
-                chaos.restart("postgres", started, 0.65 * duration),
+            started = time.monotonic()
+            chaos = Chaos(bridges, stack, bridges().start(), started)
+            loading = Loading()
+            say(
+                f"soak: {loaders} loaders for {minutes:g} min at about {rate:,.0f} operations/s; the bridge killed "
+                f"every {BRIDGE_KILL_EVERY:.0f} s; Kafka restarted at {0.35 * duration:.0f} s, PostgreSQL at "
+                f"{0.65 * duration:.0f} s"
             )
-            say(f"load done: {loading.written:,} operations written; failed batches: {dict(loading.failed_batches)}")
+            progress = asyncio.create_task(report_progress(started, url, loading, chaos))
+            failures: list[BaseException] = []
+            try:
+                async with asyncio.TaskGroup() as tg:
+                    for i in range(loaders):
+                        tg.create_task(loader(i, url, started + duration, pause, loading))
+                    tg.create_task(chaos.kill_bridges(started + duration))
+                    tg.create_task(chaos.restart_services(duration))
+            except* Exception as group:
+                failures = list(group.exceptions)
+            finally:
+                progress.cancel()
+            for e in failures:
+                say(f"soak FAILED: the chaos itself failed: {type(e).__name__}: {e}")
+            if failures:
+                return 1
+            say(f"load done: {loading.written:,} operations written")
 
             async def outbox_drained() -> bool:
                 db = await asyncpg.connect(url)
@@ -298,18 +390,17 @@ async def soak(minutes: float, loaders: int, rate: float, logs: Path) -> int:
                     await db.close()
                 return bool(stored >= produced)
 
-            await wait_until("the outbox to drain", outbox_drained, chaos.bridge.running, CATCH_UP_TIMEOUT)
+            await wait_until("the outbox to drain", outbox_drained, lambda: chaos.bridge.running(), CATCH_UP_TIMEOUT)
             await wait_until("the store to catch up", store_caught_up, store.running, CATCH_UP_TIMEOUT)
-            say(f"drained {time.monotonic() - until:.0f} s after the load ended; checking")
-        finally:
-            progress.cancel()
-        checks = Checks()
-        try:
-            await check(url, stack, store, chaos, checks)
+            say(f"drained {time.monotonic() - started - duration:.0f} s after the load ended; checking")
+            await check(url, stack, store, chaos, loading, minutes, checks)
         finally:
             if store.running():
                 store.terminate()
-            await bridges.cleanup()
+            try:
+                await bridges.cleanup()
+            except Exception as e:  # the result stands; say what was left behind
+                say(f"  cleanup: {type(e).__name__}: {e}")
     passed = len(checks.results) - len(checks.failed)
     say(f"soak {'passed' if not checks.failed else 'FAILED'}: {passed} of {len(checks.results)} checks")
     return 1 if checks.failed else 0

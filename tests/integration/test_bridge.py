@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.partitioner import murmur2
 
 from db.load import ensure_reference_data
 from tests.bridge_harness import (
@@ -145,6 +146,33 @@ async def test_a_crash_between_the_kafka_commit_and_the_outbox_delete_is_recover
         await wait_for_records(kafka_bootstrap, topic_name, min(produced, 1000), first)
         first.kill()
     assert await audited_db.fetchval("SELECT count(*) FROM status_change_outbox") == produced
+
+    second = bridges().start()
+    await drained(audited_db, second.running)
+    assert f"recovered: the last committed batch held {min(produced, 1000)} outbox rows" in second.output()
+    assert await assert_published_exactly_once(audited_db, kafka_bootstrap, topic_name) == produced
+
+
+async def test_the_recovery_finds_its_batch_in_a_state_topic_made_with_several_partitions(
+    audited_db: asyncpg.Connection, database_url: str, bridges: Bridges, kafka_bootstrap: str,
+    topic_name: str,
+) -> None:  # fmt: skip
+    # An operator made the state topic with 3 partitions; this deployment's key would hash to partition 1 or 2.
+    state_topic = f"{topic_name}.bridge-state"
+    ids = (f"warehouse-bridge.{topic_name}.{i}" for i in range(100))
+    bridges.env["BRIDGE_TRANSACTIONAL_ID"] = next(t for t in ids if (murmur2(t.encode()) & 0x7FFFFFFF) % 3)
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(state_topic, 3, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+    await load(database_url, loaders=1, operations=500, batch=100)
+    produced = await audited_db.fetchval("SELECT count(*) FROM outbox_audit")
+    async with outbox_deletions_held(database_url):  # published and committed, then killed before the DELETE
+        first = bridges().start()
+        await wait_for_records(kafka_bootstrap, topic_name, min(produced, 1000), first)
+        first.kill()
 
     second = bridges().start()
     await drained(audited_db, second.running)

@@ -288,6 +288,9 @@ async def test_replay_moves_a_stopped_group_back_and_the_store_restores_what_its
         assert store.terminate() == 0
         code, out, err = await replay("--from", "earliest")
         assert code == 0, err
+        code, out, err = await replay("--from", boundary.isoformat())  # never forward: unread events stay unread
+        assert code == 0 and "stays at 0" in out, out + err
+        assert sum((await committed_offsets(kafka_bootstrap, topic3, group, 3)).values()) == 0
         store.start()
         await wait_until(all_stored, "the whole topic stored again")
         assert await db.fetchval("SELECT count(DISTINCT event_id) FROM status_change_log") == 500
