@@ -36,7 +36,7 @@ def asyncapi() -> dict[str, Any]:
     }
     key = {
         "type": "string",
-        "pattern": "^[0-9]+:[0-9]+$",
+        "pattern": "^-?[0-9]+:-?[0-9]+$",
         "description": "<product_id>:<warehouse_id>: a pair's changes share a partition and keep their order.",
     }
     return {

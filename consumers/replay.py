@@ -6,8 +6,8 @@
 `--from` a time moves each partition to its first event published at or after it (events are published after
 they occur, so every change that occurred since then is read again, and perhaps a few from just before). A
 partition is never moved forward: one whose group offset is already there or before stays, so nothing unread is
-skipped. The group's consumers must be stopped: Kafka refuses to move the offsets of a group with members. Both example
-consumers are safe to replay: the store keeps each event once (by event_id), the logger prints it again.
+skipped. The group's consumers must be stopped: Kafka refuses to move the offsets of a group with members. Both
+example consumers are safe to replay: the store keeps each event once (by event_id), the logger prints it again.
 Reads KAFKA_BOOTSTRAP_SERVERS and KAFKA_TOPIC."""
 
 import argparse

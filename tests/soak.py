@@ -5,9 +5,13 @@ operations for 5 minutes while the bridge is killed with -9 every 30 s and start
 once and PostgreSQL once; `consumers.store` runs throughout. Then it waits for the outbox to drain and the store
 to catch up, and checks:
 
+- the chaos happened: every kill, both outages (each service seen stopped, then back);
+- the load happened: operations written, none refused by the database (batches lost with the connection during
+  an outage are expected);
 - every status change produced is on the topic exactly once (by event_id; a test-only trigger keeps a copy of
   every outbox row, the bridge deletes the originals);
-- each (product, warehouse) pair's changes are in one partition, in the order they were produced;
+- each (product, warehouse) pair's changes are in one partition, in the order they were produced, under its own
+  key, with its event_id as ce_id;
 - `status_change_log` equals the topic, row for record;
 - `status_change_count()` equals both;
 - `python -m db verify` is clean;
@@ -20,7 +24,9 @@ One summary line per check; exit 1 when any fails. Logs of the bridges and the s
 
 import argparse
 import asyncio
+import os
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -99,12 +105,12 @@ async def stack_command(stack: Stack, *args: str) -> tuple[int, str]:
     """stack/stack.sh with the soak stack's settings: exit code and output. Cancelling it kills the command."""
     proc = await asyncio.create_subprocess_exec(
         "bash", str(REPO / "stack" / "stack.sh"), *args, env=stack.env,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
     try:
         out, _ = await proc.communicate()
     except asyncio.CancelledError:
-        proc.kill()
+        os.killpg(proc.pid, signal.SIGKILL)  # the script and what it started (pg_ctl, java)
         await proc.wait()
         raise
     return proc.returncode or 0, out.decode(errors="replace")

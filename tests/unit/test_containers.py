@@ -13,20 +13,14 @@ import pytest
 import yaml
 from pydantic_settings import BaseSettings
 
-from api.config import ApiSettings
-from bridge.config import BridgeSettings
-from consumers.config import LoggerSettings, StoreSettings
-from db.__main__ import Settings as DbSettings
 from db.__main__ import parser as db_parser
+from docs.settings import PROCESSES
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = yaml.safe_load((REPO / "docker-compose.yml").read_text())
 SERVICES: dict[str, Any] = COMPOSE["services"]
 OFFICIAL = {"postgres", "kafka"}  # images of their own projects, configured by their own variables
-SETTINGS: dict[str, type[BaseSettings]] = {
-    "api": ApiSettings, "bridge": BridgeSettings, "consumers.logger": LoggerSettings,
-    "consumers.store": StoreSettings, "db": DbSettings,
-}  # fmt: skip
+SETTINGS = PROCESSES  # `python -m <module>` → its settings class
 INTERPRETER = {"PATH", "PYTHONUNBUFFERED"}
 
 
