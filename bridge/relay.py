@@ -41,6 +41,14 @@ from bridge.metrics import BridgeMetrics
 from bridge.topics import ensure_topics
 from db.queries import queries
 
+# Server side, on the leader's control connection: probes after 5 s idle, every 2 s, 3 missed → the session ends;
+# unacknowledged data for 10 s → the session ends.
+LEADER_KEEPALIVES = {
+    "tcp_keepalives_idle": "5",
+    "tcp_keepalives_interval": "2",
+    "tcp_keepalives_count": "3",
+    "tcp_user_timeout": "10000",
+}
 log = logging.getLogger(__name__)
 
 CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
@@ -152,9 +160,11 @@ class Relay:
     async def _lead(self) -> None:
         s = self.settings
         # lock_timeout: taking "listening" gives up server-side, so a lock granted as a client timeout fired is
-        # never left held.
+        # never left held. The keepalives: PostgreSQL notices within about 15 s that this session's host or network
+        # is gone (not after the kernel's 2 hours) and frees the leadership lock for a standby.
         control = await asyncpg.connect(
-            s.database_url, server_settings={"lock_timeout": f"{int(s.bridge_poll_interval * 1000)}ms"}
+            s.database_url,
+            server_settings={"lock_timeout": f"{int(s.bridge_poll_interval * 1000)}ms", **LEADER_KEEPALIVES},
         )
         self.metrics.postgres_ok = True
         try:

@@ -100,6 +100,19 @@ def test_every_service_is_checked_or_awaited() -> None:
                 )
 
 
+def test_postgresql_and_kafka_keep_their_data_in_volumes() -> None:
+    # Where each image writes its data: postgres's PGDATA default; Kafka's log.dirs, which the apache/kafka image
+    # puts under /tmp unless KAFKA_LOG_DIRS says otherwise (the bridge's recovery state is a topic).
+    data = {
+        "postgres": SERVICES["postgres"].get("environment", {}).get("PGDATA", "/var/lib/postgresql/data"),
+        "kafka": SERVICES["kafka"]["environment"].get("KAFKA_LOG_DIRS", "/tmp/kraft-combined-logs"),
+    }
+    for name, directory in data.items():
+        mounts = {volume.split(":")[1] for volume in SERVICES[name].get("volumes", [])}
+        assert directory in mounts, f"{name} writes to {directory}, which no volume keeps: {mounts}"
+        assert SERVICES[name]["volumes"][0].split(":")[0] in COMPOSE["volumes"]
+
+
 def test_the_images_run_as_a_non_root_user_without_dev_tools() -> None:
     for name in ("Dockerfile.api", "Dockerfile.bridge"):
         text = (REPO / name).read_text()
