@@ -402,7 +402,10 @@ async def soak(minutes: float, loaders: int, rate: float, logs: Path) -> int:
             await check(url, stack, store, chaos, loading, minutes, checks)
         finally:
             if store.running():
-                store.terminate()
+                try:
+                    store.terminate()
+                except subprocess.TimeoutExpired:
+                    store.kill()
             try:
                 await bridges.cleanup()
             except Exception as e:  # the result stands; say what was left behind
