@@ -79,6 +79,11 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
     rate = stats.written / elapsed if elapsed > 0 else 0.0
     print(f"operations written: {stats.written:,} in {elapsed:.1f} s ({rate:,.0f} ops/s, {args.workers} workers)")
     print(f"status changes produced: {changes:,} (counted by the database during the run, all writers)")
+    if stats.connection_losses:
+        print(
+            f"connections lost and re-made: {stats.connection_losses}; {stats.unknown:,} operations were in flight "
+            "then (committed or not: `python -m db verify` checks the result either way)"
+        )
     print(f"rejected operations: {stats.rejected_total:,}")
     for reason, count in stats.rejected.most_common():
         print(f"  {count:,} {reason}")

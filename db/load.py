@@ -2,6 +2,10 @@
 
 Each worker keeps its own share of every pair's stock (what it received minus what it shipped) and never
 ships more than that share, so no batch can fail on stock however many workers and copies run at once.
+
+A worker whose connection is lost (PostgreSQL restarting, say) reconnects for up to RECONNECT_FOR_S and goes on
+with the next batch. The batch in flight may or may not have been committed: it is counted apart, and its worker
+then assumes, per pair, the smaller of the two shares it could have.
 """
 
 import asyncio
@@ -16,13 +20,15 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from db.connect import connect
+from db.connect import CONNECTION_LOST, DatabaseUnavailable, connect, describe
 from db.queries import queries
 
 COPY_COLUMNS = ("product_id", "warehouse_id", "quantity", "operation_type")
 RETRIABLE_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
 MAX_ATTEMPTS = 5
 MAX_QUANTITY = 10
+RECONNECT_FOR_S = 60.0
+LOST = (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError)  # the connection is gone
 
 
 @dataclass
@@ -52,6 +58,11 @@ class OperationGenerator:
             lines.append(f"{key[0]}\t{key[1]}\t{quantity}\t{kind}\n")
         return "".join(lines).encode(), shares
 
+    def unknown_outcome(self, shares: dict[tuple[int, int], int]) -> None:
+        """The batch that would have made `shares` may or may not be committed: keep the smaller share of each
+        pair, so a later shipment never counts on stock that may not be there."""
+        self.shares = {pair: min(self.shares.get(pair, 0), share) for pair, share in shares.items()}
+
 
 async def copy_batch(conn: asyncpg.Connection, table: str, payload: bytes) -> None:
     await conn.copy_to_table(table, source=io.BytesIO(payload), columns=list(COPY_COLUMNS), format="text")
@@ -60,6 +71,8 @@ async def copy_batch(conn: asyncpg.Connection, table: str, payload: bytes) -> No
 @dataclass
 class LoadStats:
     written: int = 0
+    unknown: int = 0  # operations of batches in flight when a connection was lost: committed or not
+    connection_losses: int = 0
     retries: Counter[str] = field(default_factory=Counter)
     rejected: Counter[str] = field(default_factory=Counter)
 
@@ -74,6 +87,23 @@ async def ensure_reference_data(conn: asyncpg.Connection, products: int, warehou
     await conn.execute(q["ensure_warehouses"], warehouses)
 
 
+async def reconnect(database_url: str, stats: LoadStats) -> asyncpg.Connection:
+    """A new connection, trying for up to RECONNECT_FOR_S; reported once per loss on stderr."""
+    stats.connection_losses += 1
+    sys.stderr.write(f"\nconnection to PostgreSQL at {describe(database_url)} lost; reconnecting\n")
+    deadline = time.monotonic() + RECONNECT_FOR_S
+    while True:
+        try:
+            return await asyncpg.connect(database_url, timeout=5)
+        except (*LOST, asyncpg.PostgresError) as e:
+            if time.monotonic() > deadline:
+                raise DatabaseUnavailable(
+                    f"PostgreSQL at {describe(database_url)} unreachable for {RECONNECT_FOR_S:g} s ({e}); "
+                    "every committed batch is kept"
+                ) from e
+            await asyncio.sleep(1)
+
+
 async def run_worker(
     database_url: str, generator: OperationGenerator, operations: int, batch_size: int, stats: LoadStats
 ) -> None:
@@ -86,6 +116,11 @@ async def run_worker(
             for attempt in range(1, MAX_ATTEMPTS + 1):
                 try:
                     await copy_batch(conn, "warehouse_operations", payload)
+                except LOST:
+                    stats.unknown += size
+                    generator.unknown_outcome(shares)
+                    conn.terminate()
+                    conn = await reconnect(database_url, stats)
                 except asyncpg.PostgresError as e:
                     reason = RETRIABLE_SQLSTATES.get(e.sqlstate or "")
                     if reason and attempt < MAX_ATTEMPTS:
@@ -158,30 +193,35 @@ async def load(
         OperationGenerator(random.Random(master.getrandbits(64)), products, warehouses) for _ in range(workers)
     ]
     stats = LoadStats()
+    count_changes = queries("load")["status_change_count"]
     control = await connect(database_url)
     try:
         await ensure_reference_data(control, products, warehouses)
-        changes_before: int = await control.fetchval(queries("load")["status_change_count"])
-        started = time.monotonic()
-        stop = asyncio.Event()
-        reporter = (
-            asyncio.create_task(
-                report_progress(lambda: stats.written + stats.rejected_total, operations, started, stop)
-            )
-            if show_progress
-            else None
+        changes_before: int = await control.fetchval(count_changes)
+    finally:
+        await control.close()
+    started = time.monotonic()
+    stop = asyncio.Event()
+    reporter = (
+        asyncio.create_task(
+            report_progress(lambda: stats.written + stats.unknown + stats.rejected_total, operations, started, stop)
         )
-        try:
-            async with asyncio.TaskGroup() as tg:
-                for i, generator in enumerate(generators):
-                    count = share + (1 if i < extra else 0)
-                    tg.create_task(run_worker(database_url, generator, count, batch_size, stats))
-        finally:
-            stop.set()
-            if reporter:
-                await reporter
-        elapsed = time.monotonic() - started
-        changes_after: int = await control.fetchval(queries("load")["status_change_count"])
+        if show_progress
+        else None
+    )
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for i, generator in enumerate(generators):
+                count = share + (1 if i < extra else 0)
+                tg.create_task(run_worker(database_url, generator, count, batch_size, stats))
+    finally:
+        stop.set()
+        if reporter:
+            await reporter
+    elapsed = time.monotonic() - started
+    control = await connect(database_url)  # a new one: the first may have been lost with a restart
+    try:
+        changes_after: int = await control.fetchval(count_changes)
     finally:
         await control.close()
     return stats, elapsed, changes_after - changes_before

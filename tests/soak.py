@@ -39,8 +39,7 @@ from typing import Any
 import asyncpg
 
 from bridge.events import StatusChanged
-from db.connect import CONNECTION_LOST
-from db.load import OperationGenerator, copy_batch, ensure_reference_data
+from db.load import LOST, OperationGenerator, copy_batch, ensure_reference_data
 from db.migrate import migrate
 from tests.bridge_harness import AUDIT, Bridge, Bridges
 from tests.private_stack import REPO, Stack, private_stack
@@ -66,14 +65,10 @@ class Loading:
     refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))  # batches refused for another reason
 
 
-LOST = (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError)
-
-
 async def loader(number: int, url: str, until: float, pause: float, loading: Loading) -> None:
     """Batches of receipts and shipments until `until`, reconnecting through outages. A batch whose commit was
     lost with the connection may have been written or not: the checks do not depend on it (they compare what the
-    outbox produced with what reached Kafka), and the loader then counts, per pair, the smaller of the two stocks
-    it could have, so it never ships more than it received."""
+    outbox produced with what reached Kafka), and the generator then keeps the smaller share of each pair."""
     generator = OperationGenerator(random.Random(number), PRODUCTS, WAREHOUSES)
     conn: asyncpg.Connection | None = None
     while time.monotonic() < until:
@@ -84,8 +79,7 @@ async def loader(number: int, url: str, until: float, pause: float, loading: Loa
             await copy_batch(conn, "warehouse_operations", payload)
         except LOST:
             loading.connection_losses += 1
-            before = generator.shares
-            generator.shares = {pair: min(before.get(pair, 0), shares[pair]) for pair in shares}
+            generator.unknown_outcome(shares)
             if conn is not None:
                 conn.terminate()
                 conn = None

@@ -3,6 +3,9 @@ would break the other tests): it keeps running, resumes when the service is back
 holding every change exactly once."""
 
 import asyncio
+import os
+import re
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,7 +17,8 @@ from db.load import ensure_reference_data
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
 from tests.bridge_harness import AUDIT, Bridges, assert_published_exactly_once, drained, load, wait_for_log
-from tests.private_stack import Stack, private_stack
+from tests.cli import run_module
+from tests.private_stack import REPO, Stack, private_stack
 from tests.topic import read_topic
 
 pytestmark = pytest.mark.e2e
@@ -102,3 +106,38 @@ async def test_postgresql_restarted_mid_stream(outage_stack: Stack, outage_db: s
         await db.close()
     assert 1 <= bridge.output().count("PostgreSQL unavailable") <= 3, bridge.output()
     assert bridge.terminate() == 0
+
+
+async def test_the_load_script_rides_out_a_postgresql_restart(outage_stack: Stack, outage_db: str) -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "db", "load", "--operations", "1000000", "--workers", "2", "--batch", "200",
+        "--products", "500", "--quiet",
+        env={**os.environ, "DATABASE_URL": outage_db}, cwd=REPO,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    db = await asyncpg.connect(outage_db)
+    try:
+        while not await db.fetchval("SELECT count(*) > 50000 FROM warehouse_operations"):
+            assert proc.returncode is None, "the load ended before the restart"
+            await asyncio.sleep(0.1)
+    finally:
+        await db.close()
+    await asyncio.to_thread(outage_stack.stack_sh, "stop", "postgres")
+    await asyncio.sleep(3)
+    await asyncio.to_thread(outage_stack.stack_sh, "start")
+    out, err = await asyncio.wait_for(proc.communicate(), 300)
+    assert proc.returncode == 0, out.decode() + err.decode()
+    assert "connection to PostgreSQL" in err.decode() and "lost; reconnecting" in err.decode()
+    summary = out.decode()
+    assert "connections lost and re-made: " in summary and "rejected operations: 0" in summary, summary
+    written = int(re.search(r"operations written: ([\d,]+)", summary)[1].replace(",", ""))  # type: ignore[index]
+    in_flight = int(re.search(r"; ([\d,]+) operations were in flight", summary)[1].replace(",", ""))  # type: ignore[index]
+    assert written + in_flight == 1_000_000 and 0 < in_flight <= 2 * 200
+    db = await asyncpg.connect(outage_db)
+    try:
+        stored = await db.fetchval("SELECT count(*) FROM warehouse_operations")
+    finally:
+        await db.close()
+    assert written <= stored <= written + in_flight
+    code, verified, _ = await run_module("db", outage_db, "verify")
+    assert code == 0, verified
