@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from db.connect import CONNECTION_LOST, DatabaseUnavailable, connect, describe
+from db.errors import DatabaseError
 from db.queries import queries
 
 COPY_COLUMNS = ("product_id", "warehouse_id", "quantity", "operation_type")
@@ -214,6 +215,8 @@ async def load(
             for i, generator in enumerate(generators):
                 count = share + (1 if i < extra else 0)
                 tg.create_task(run_worker(database_url, generator, count, batch_size, stats))
+    except* DatabaseError as group:  # one worker's error (PostgreSQL gone for good) is the command's
+        raise group.exceptions[0] from None
     finally:
         stop.set()
         if reporter:
