@@ -1,7 +1,7 @@
 """The consumers' settings, from the environment (or .env). Each consumer has its own group, start and port
 settings (LOGGER_…, STORE_…), so one .env serves both. Only the store uses PostgreSQL."""
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -27,20 +27,26 @@ class ConsumerSettings(KafkaSettings):
     consumer_metrics_host: str = "0.0.0.0"
     """Address of each consumer's /metrics, /healthz, /readyz."""
 
+    # Each consumer's own settings are <prefix>_group, <prefix>_start and <prefix>_metrics_port.
+    prefix: ClassVar[str]
+
     @property
     def group(self) -> str:
-        raise NotImplementedError
+        return str(getattr(self, f"{self.prefix}_group"))
 
     @property
     def start(self) -> Start:
-        raise NotImplementedError
+        start: Start = getattr(self, f"{self.prefix}_start")
+        return start
 
     @property
     def metrics_port(self) -> int:
-        raise NotImplementedError
+        return int(getattr(self, f"{self.prefix}_metrics_port"))
 
 
 class LoggerSettings(ConsumerSettings):
+    prefix = "logger"
+
     logger_group: str = Field(default="warehouse-logger", min_length=1, max_length=200)
     """The logger's consumer group."""
     logger_start: Start = "latest"
@@ -48,35 +54,13 @@ class LoggerSettings(ConsumerSettings):
     logger_metrics_port: int = Field(default=9110, ge=1, le=65535)
     """The logger's /metrics, /healthz, /readyz."""
 
-    @property
-    def group(self) -> str:
-        return self.logger_group
-
-    @property
-    def start(self) -> Start:
-        return self.logger_start
-
-    @property
-    def metrics_port(self) -> int:
-        return self.logger_metrics_port
-
 
 class StoreSettings(ConsumerSettings, DatabaseSettings):
+    prefix = "store"
+
     store_group: str = Field(default="warehouse-store", min_length=1, max_length=200)
     """The store's consumer group. Two store processes of one group share the partitions."""
     store_start: Start = "earliest"
     """Where the store's group starts when it has no committed offsets: `earliest`, the whole topic."""
     store_metrics_port: int = Field(default=9111, ge=1, le=65535)
     """The store's /metrics, /healthz, /readyz."""
-
-    @property
-    def group(self) -> str:
-        return self.store_group
-
-    @property
-    def start(self) -> Start:
-        return self.store_start
-
-    @property
-    def metrics_port(self) -> int:
-        return self.store_metrics_port

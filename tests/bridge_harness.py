@@ -2,7 +2,6 @@
 trigger copies every outbox row into `outbox_audit` before the bridge deletes it."""
 
 import asyncio
-import json
 import os
 import random
 import time
@@ -10,14 +9,14 @@ from collections import defaultdict
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient
 
 from bridge.events import EVENT_TYPE, StatusChanged
 from db.load import OperationGenerator, copy_batch
 from tests.service_process import ServiceProcess
-from tests.topic import read_topic
+from tests.topic import delete_topics, read_topic
 
 AUDIT = """
 CREATE TABLE outbox_audit (outbox_id bigint PRIMARY KEY, event_id uuid NOT NULL UNIQUE, pair text NOT NULL);
@@ -60,12 +59,7 @@ class Bridges:
         for bridge in self.made:
             if bridge.running():
                 bridge.kill()
-        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
-        await admin.start()
-        try:
-            await admin.delete_topics([self.topic, f"{self.topic}.bridge-state"])
-        finally:
-            await admin.close()
+        await delete_topics(self.bootstrap, self.topic, f"{self.topic}.bridge-state")
 
 
 async def load(url: str, loaders: int, operations: int, batch: int, pause: float = 0.0, products: int = 50) -> None:
@@ -94,26 +88,55 @@ async def drained(db: asyncpg.Connection, bridge_alive: Callable[[], bool], time
         await asyncio.sleep(0.2)
 
 
+Produced = dict[str, tuple[int, str]]  # event_id → (outbox id, "product:warehouse"), from outbox_audit
+
+
+async def audited(db: asyncpg.Connection) -> Produced:
+    return {str(r["event_id"]): (r["outbox_id"], r["pair"]) for r in await db.fetch("SELECT * FROM outbox_audit")}
+
+
+def exactly_once(produced: Produced, events: list[StatusChanged]) -> tuple[bool, str]:
+    """Every produced change on the topic once, and nothing else: whether it holds, and the counts."""
+    on_topic = [str(e.event_id) for e in events]
+    duplicated = len(on_topic) - len(set(on_topic))
+    missing, unknown = set(produced) - set(on_topic), set(on_topic) - set(produced)
+    return not (duplicated or missing or unknown), (
+        f"{len(produced):,} status changes produced, {len(on_topic):,} events on the topic: {len(missing)} "
+        f"missing, {duplicated} duplicated, {len(unknown)} never produced"
+    )
+
+
+def in_order_per_pair(produced: Produced, records: list[Any], events: list[StatusChanged]) -> tuple[bool, str]:
+    """Each pair's changes in one partition, in outbox order, under the pair's key, with the event's CloudEvents
+    id and type: whether it holds, and the counts."""
+    by_pair: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # the pair the outbox recorded
+    wrong_key = wrong_headers = 0
+    for record, event in zip(records, events, strict=True):
+        outbox_id, pair = produced.get(str(event.event_id), (-1, "?"))
+        wrong_key += record.key != pair.encode() or pair != f"{event.product_id}:{event.warehouse_id}"
+        headers = dict(record.headers)
+        wrong_headers += headers.get("ce_id") != str(event.event_id).encode() or headers.get("ce_type") != (
+            EVENT_TYPE.encode()
+        )
+        by_pair[pair].append((record.partition, record.offset, outbox_id))
+    spread = [pair for pair, seen in by_pair.items() if len({partition for partition, _, _ in seen}) > 1]
+    disordered = [
+        pair for pair, seen in by_pair.items() if [o for _, _, o in sorted(seen)] != sorted(o for _, _, o in seen)
+    ]
+    return not (spread or disordered or wrong_key or wrong_headers), (
+        f"{len(by_pair):,} pairs: {len(spread)} spread over partitions, {len(disordered)} out of order; "
+        f"{wrong_key} records with a key other than their pair, {wrong_headers} with a ce_id or ce_type other than "
+        "their event's"
+    )
+
+
 async def assert_published_exactly_once(db: asyncpg.Connection, bootstrap: str, topic: str) -> int:
     """Every produced change on the topic once, with its contract, in outbox order per pair; returns the count."""
-    produced = {str(r["event_id"]): (r["outbox_id"], r["pair"]) for r in await db.fetch("SELECT * FROM outbox_audit")}
+    produced = await audited(db)
     records = await read_topic(bootstrap, topic)
-    on_topic = [json.loads(r.value)["event_id"] for r in records]
-    assert len(on_topic) == len(set(on_topic)), "an event is on the topic more than once"
-    assert set(on_topic) == set(produced), "the topic and the outbox hold different events"
-
-    order: dict[str, list[tuple[int, int, int]]] = defaultdict(list)
-    for record in records:
-        event = StatusChanged.model_validate_json(record.value)
-        headers = dict(record.headers)
-        assert headers["ce_id"].decode() == str(event.event_id)
-        assert headers["ce_type"].decode() == EVENT_TYPE
-        assert record.key.decode() == produced[str(event.event_id)][1] == f"{event.product_id}:{event.warehouse_id}"
-        order[record.key.decode()].append((record.partition, record.offset, produced[str(event.event_id)][0]))
-    for pair, seen in order.items():
-        assert len({partition for partition, _, _ in seen}) == 1, f"pair {pair} is spread over partitions"
-        outbox_ids = [outbox_id for _, _, outbox_id in sorted(seen)]
-        assert outbox_ids == sorted(outbox_ids), f"pair {pair}'s changes are out of order on the topic"
+    events = [StatusChanged.model_validate_json(r.value) for r in records]
+    for holds, detail in (exactly_once(produced, events), in_order_per_pair(produced, records, events)):
+        assert holds, detail
     assert await db.fetchval("SELECT status_change_count()") == len(produced)
     return len(produced)
 

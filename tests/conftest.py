@@ -7,13 +7,13 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
 from tests.api_harness import Api, serve
 from tests.bridge_harness import Bridges
 from tests.services import NoServices, Services, services
+from tests.topic import create_topic, delete_topics
 
 
 @pytest.fixture(scope="session")
@@ -75,14 +75,9 @@ def topic_name() -> str:
 @pytest.fixture
 async def topic(kafka_bootstrap: str, topic_name: str) -> AsyncIterator[str]:
     """A created topic of this test's own, one partition, deleted afterwards."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic_name, num_partitions=1, replication_factor=1)])
-        yield topic_name
-        await admin.delete_topics([topic_name])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, topic_name)
+    yield topic_name
+    await delete_topics(kafka_bootstrap, topic_name)
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ to catch up, and checks:
 - every status change produced is on the topic exactly once (by event_id; a test-only trigger keeps a copy of
   every outbox row, the bridge deletes the originals);
 - each (product, warehouse) pair's changes are in one partition, in the order they were produced, under its own
-  key, with its event_id as ce_id;
+  key, with its CloudEvents id and type;
 - `status_change_log` equals the topic, row for record;
 - `status_change_count()` equals both;
 - `python -m db verify` is clean;
@@ -41,7 +41,7 @@ import asyncpg
 from bridge.events import StatusChanged
 from db.load import LOST, OperationGenerator, copy_batch, ensure_reference_data
 from db.migrate import migrate
-from tests.bridge_harness import AUDIT, Bridge, Bridges
+from tests.bridge_harness import AUDIT, Bridge, Bridges, Produced, audited, exactly_once, in_order_per_pair
 from tests.private_stack import REPO, Stack, private_stack
 from tests.service_process import ServiceProcess
 from tests.topic import read_topic
@@ -210,7 +210,7 @@ class Checks:
 class Observed:
     """What the soak reads at the end: the outbox's copies, the topic, the event log, the counter."""
 
-    produced: dict[str, tuple[int, str]]  # event_id → (outbox id, "product:warehouse")
+    produced: Produced
     records: list[Any]
     events: list[StatusChanged]
     log: dict[str, tuple[object, ...]]
@@ -220,10 +220,7 @@ class Observed:
 async def observe(url: str, bootstrap: str) -> Observed:
     db = await asyncpg.connect(url)
     try:
-        produced = {
-            str(r["event_id"]): (r["outbox_id"], r["pair"])
-            for r in await db.fetch("SELECT outbox_id, event_id, pair FROM outbox_audit")
-        }
+        produced = await audited(db)
         count = await db.fetchval("SELECT status_change_count()")
         log = {
             str(r["event_id"]): tuple(r.values())[1:]
@@ -239,31 +236,10 @@ async def observe(url: str, bootstrap: str) -> Observed:
 
 
 def check_stream(seen: Observed, checks: Checks) -> None:
-    on_topic = [str(e.event_id) for e in seen.events]
-    duplicated = len(on_topic) - len(set(on_topic))
-    missing, unknown = set(seen.produced) - set(on_topic), set(on_topic) - set(seen.produced)
-    checks(
-        "exactly once",
-        bool(seen.produced) and not duplicated and not missing and not unknown,
-        f"{len(seen.produced):,} status changes produced, {len(on_topic):,} events on the topic: {len(missing)} "
-        f"missing, {duplicated} duplicated, {len(unknown)} never produced",
-    )
-
-    by_pair: dict[str, list[tuple[int, int, int]]] = defaultdict(list)  # the pair the outbox recorded
-    wrong_key = wrong_headers = 0
-    for record, event in zip(seen.records, seen.events, strict=True):
-        outbox_id, pair = seen.produced.get(str(event.event_id), (-1, "?"))
-        wrong_key += record.key != pair.encode() or pair != f"{event.product_id}:{event.warehouse_id}"
-        wrong_headers += dict(record.headers).get("ce_id") != str(event.event_id).encode()
-        by_pair[pair].append((record.partition, record.offset, outbox_id))
-    spread = [pair for pair, s in by_pair.items() if len({partition for partition, _, _ in s}) > 1]
-    disordered = [pair for pair, s in by_pair.items() if [o for _, _, o in sorted(s)] != sorted(o for _, _, o in s)]
-    checks(
-        "per-pair order",
-        bool(by_pair) and not (spread or disordered or wrong_key or wrong_headers),
-        f"{len(by_pair):,} pairs: {len(spread)} spread over partitions, {len(disordered)} out of order; "
-        f"{wrong_key} records with a key other than their pair, {wrong_headers} with a ce_id other than event_id",
-    )
+    holds, detail = exactly_once(seen.produced, seen.events)
+    checks("exactly once", holds and bool(seen.produced), detail)
+    holds, detail = in_order_per_pair(seen.produced, seen.records, seen.events)
+    checks("per-pair order", holds and bool(seen.records), detail)
 
     topic_rows = {
         str(e.event_id): (
@@ -281,8 +257,8 @@ def check_stream(seen: Observed, checks: Checks) -> None:
     )
     checks(
         "counter = topic = log",
-        seen.count == len(on_topic) == len(seen.log),
-        f"status_change_count() {seen.count:,}, topic {len(on_topic):,}, log {len(seen.log):,}",
+        seen.count == len(seen.events) == len(seen.log),
+        f"status_change_count() {seen.count:,}, topic {len(seen.events):,}, log {len(seen.log):,}",
     )
 
 

@@ -1,8 +1,9 @@
-"""Reading a topic to its end as a consumer would."""
+"""Test topics: made and deleted, and read to their end as a consumer would."""
 
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 
 async def read_topic(bootstrap: str, topic: str, isolation_level: str = "read_committed") -> list[Any]:
@@ -29,3 +30,21 @@ async def read_topic(bootstrap: str, topic: str, isolation_level: str = "read_co
         return records
     finally:
         await consumer.stop()
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int = 1, configs: dict[str, str] | None = None) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, partitions, 1, topic_configs=configs or {})])
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, *names: str) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(list(names))
+    finally:
+        await admin.close()

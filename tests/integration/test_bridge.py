@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 import pytest
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.partitioner import murmur2
 
 from db.load import ensure_reference_data
@@ -23,7 +22,7 @@ from tests.bridge_harness import (
     wait_for_log,
     wait_for_records,
 )
-from tests.topic import read_topic
+from tests.topic import create_topic, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -161,12 +160,7 @@ async def test_the_recovery_finds_its_batch_in_a_state_topic_made_with_several_p
     state_topic = f"{topic_name}.bridge-state"
     ids = (f"warehouse-bridge.{topic_name}.{i}" for i in range(100))
     bridges.env["BRIDGE_TRANSACTIONAL_ID"] = next(t for t in ids if (murmur2(t.encode()) & 0x7FFFFFFF) % 3)
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(state_topic, 3, 1, topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, state_topic, partitions=3, configs={"cleanup.policy": "compact"})
     await load(database_url, loaders=1, operations=500, batch=100)
     produced = await audited_db.fetchval("SELECT count(*) FROM outbox_audit")
     async with outbox_deletions_held(database_url):  # published and committed, then killed before the DELETE
@@ -194,12 +188,7 @@ async def test_changes_are_published_with_notifications_switched_off(
 async def test_an_event_topic_that_would_compact_events_away_is_refused(
     audited_db: asyncpg.Connection, bridges: Bridges, kafka_bootstrap: str, topic_name: str
 ) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic_name, 1, 1, topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, topic_name, configs={"cleanup.policy": "compact"})
     await audited_db.execute("INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 5)")
     bridge = bridges().start()
     assert bridge.proc is not None

@@ -12,13 +12,12 @@ from pathlib import Path
 import asyncpg
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from bridge.events import StatusChanged
 from tests.cli import run_module
 from tests.private_stack import free_port
 from tests.service_process import ServiceProcess
-from tests.topic import read_topic
+from tests.topic import create_topic, delete_topics, read_topic
 
 pytestmark = pytest.mark.integration
 STATUSES = ("available", "running_low", "out_of_stock")
@@ -33,14 +32,9 @@ def event(product: int, warehouse: int, old: str, new: str, quantity: int = 5) -
 
 @pytest.fixture
 async def topic3(kafka_bootstrap: str, topic_name: str) -> AsyncIterator[str]:
-    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic_name, num_partitions=3, replication_factor=1)])
-        yield topic_name
-        await admin.delete_topics([topic_name])
-    finally:
-        await admin.close()
+    await create_topic(kafka_bootstrap, topic_name, partitions=3)
+    yield topic_name
+    await delete_topics(kafka_bootstrap, topic_name)
 
 
 async def publish(bootstrap: str, topic: str, values: list[tuple[bytes, bytes]]) -> None:

@@ -29,9 +29,7 @@ def observed(events: int = 4) -> Observed:
         )
         for i in range(events + 1)
     ]  # fmt: skip
-    records = [
-        Record(c.key, c.value(), 0, offset, [("ce_id", str(c.event_id).encode())]) for offset, c in enumerate(changes)
-    ]
+    records = [Record(c.key, c.value(), 0, offset, c.headers("/test")) for offset, c in enumerate(changes)]
     produced = {str(c.event_id): (outbox_id, c.key.decode()) for outbox_id, c in enumerate(changes, start=10)}
     log: dict[str, tuple[object, ...]] = {
         str(c.event_id): (0, r.offset, c.occurred_at, c.product_id, c.warehouse_id, c.old_status, c.new_status,
