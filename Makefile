@@ -44,9 +44,10 @@ browser:  ## Debian's chromium and chromedriver, for the dashboard's test (insta
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; \
 	  else echo "the dashboard test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
 
-docs: venv  ## regenerate what the docs take from the code: the README's settings table, the event's JSON Schema and AsyncAPI document
+docs: venv stack  ## regenerate what the docs take from the code: docs/configuration.md's settings table, the event's JSON Schema and AsyncAPI document, db/schema.sql
 	$(PY) -m docs.settings
 	$(PY) -m bridge schema
+	$(PY) -m db schema
 
 lint: venv
 	$(VENV)/bin/ruff check .

@@ -6,7 +6,6 @@ one (and the file) when there is none; `make up` runs it."""
 import argparse
 import asyncio
 import contextlib
-import logging
 import os
 import signal
 import socket
@@ -21,6 +20,7 @@ from api.app import create_app
 from api.auth import Role, create_key, key_hash
 from api.config import ApiSettings
 from api.live import LiveFeed
+from common import logs
 from db.connect import DatabaseUnavailable, connect
 from db.queries import queries
 
@@ -122,10 +122,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'Made a' if made else 'The'} local admin API key (kept in {args.file}):")
         print(key)
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(settings.log_format)
     app = create_app(settings)
+    # log_config=None: uvicorn's lines go through the process's own logging setup.
     config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_level="info",
+        app, host=settings.api_host, port=settings.api_port, log_config=None, log_level="info",
         access_log=settings.api_access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
     )  # fmt: skip
     server = _Server(config, app.state.live)

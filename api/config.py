@@ -2,11 +2,11 @@
 
 from pydantic import Field
 
-from bridge.config import DEFAULT_TOPIC
+from common.settings import KafkaSettings
 from db.config import DatabaseSettings
 
 
-class ApiSettings(DatabaseSettings):
+class ApiSettings(DatabaseSettings, KafkaSettings):
     api_host: str = "0.0.0.0"
     """Address the API listens on."""
     api_port: int = Field(default=8000, ge=1, le=65535)
@@ -19,10 +19,6 @@ class ApiSettings(DatabaseSettings):
     """How long a process trusts an API key it has checked; a key revoked elsewhere stops working within this."""
     api_access_log: bool = False
     """One log line per request. Off by default: /metrics counts requests by route and status code."""
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    """Kafka brokers, host:port[,host:port…]."""
-    kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
-    """The topic of status changes (the bridge creates it when missing)."""
     api_live_queue: int = Field(default=1000, ge=1, le=100_000)
     """Events a live client may fall behind by; past it, it is dropped with a reason (others are not slowed)."""
     api_idempotency_hours: int = Field(default=24, ge=1, le=24 * 90)

@@ -5,6 +5,7 @@ the feed or the others. The consumer starts with the first client and then runs 
 
 import asyncio
 import contextlib
+import itertools
 import logging
 from dataclasses import dataclass, field
 
@@ -12,11 +13,11 @@ from aiokafka import AIOKafkaConsumer
 
 from api.problems import ApiError
 from bridge.events import StatusChanged
-from consumers.events import Skipped, parse
+from common.retry import Backoff, StateLog, retry
+from consumers.events import events_of
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 10.0
-RETRY_MAX_S = 5.0
 
 
 class LiveUnavailable(ApiError):
@@ -67,6 +68,8 @@ class LiveFeed:
         self.bootstrap, self.topic, self.queue_size = bootstrap, topic, queue_size
         self.subscriptions: set[Subscription] = set()
         self.ready = asyncio.Event()
+        self.backoff = Backoff(first=0.5, cap=5.0)
+        self.state = StateLog(log)
         self._task: asyncio.Task[None] | None = None
 
     async def subscribe(self, product_id: int | None, warehouse_id: int | None) -> Subscription:
@@ -105,41 +108,34 @@ class LiveFeed:
         subscription.queue.put_nowait(None)
 
     async def _run(self) -> None:
-        delay = 0.5
-        while True:
-            consumer = AIOKafkaConsumer(
-                self.topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed",
-                auto_offset_reset="latest", enable_auto_commit=False,
-            )  # fmt: skip
-            try:
-                await consumer.start()
-                while not consumer.assignment():
-                    await asyncio.sleep(0.05)
-                for tp in consumer.assignment():
-                    await consumer.position(tp)  # from the end as of now
-                self.ready.set()
-                log.info("live feed: reading %s", self.topic)
-                delay = 0.5
-                while True:
-                    batches = await consumer.getmany(timeout_ms=1000)
-                    for messages in batches.values():
-                        for message in messages:
-                            parsed = parse(message.value)
-                            if isinstance(parsed, Skipped):
-                                log.warning("live feed: skipped partition %d offset %d: %s",
-                                            message.partition, message.offset, parsed.reason)  # fmt: skip
-                            else:
-                                self._deliver(parsed)
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:  # Kafka out of reach: clients keep their streams; they miss what passes meanwhile
-                self.ready.clear()
-                log.warning("live feed: %s; retrying in %.1f s", e or type(e).__name__, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-            finally:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
+        await retry(self._read, retriable=lambda e: True, backoff=self.backoff, on_retry=self._lost)
+
+    def _lost(self, e: Exception, delay: float) -> None:
+        # Kafka out of reach: clients keep their streams; they miss what passes meanwhile.
+        self.ready.clear()
+        self.state("live feed: cannot reach Kafka", f"{e or type(e).__name__}; retrying", logging.WARNING)
+
+    async def _read(self) -> None:
+        consumer = AIOKafkaConsumer(
+            self.topic, bootstrap_servers=self.bootstrap, isolation_level="read_committed",
+            auto_offset_reset="latest", enable_auto_commit=False,
+        )  # fmt: skip
+        try:
+            await consumer.start()
+            while not consumer.assignment():  # no group: it assigns itself every partition, once it knows them
+                await asyncio.sleep(0.05)
+            for tp in consumer.assignment():
+                await consumer.position(tp)  # from the end as of now
+            self.ready.set()
+            self.backoff.reset()
+            self.state(f"live feed: reading {self.topic}")
+            while True:
+                batches = await consumer.getmany(timeout_ms=1000)
+                for _, event in events_of(itertools.chain(*batches.values()), log):
+                    self._deliver(event)
+        finally:
+            with contextlib.suppress(Exception):
+                await consumer.stop()
 
     async def close(self) -> None:
         """Stops the consumer and ends every stream with a reason; safe to call twice."""

@@ -1,40 +1,50 @@
 """Prometheus metrics of the API: requests by route and status code, and their latency by route."""
 
 import time
-from collections import Counter as Tally
 from typing import Any
 
+from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from bridge.metrics import Histogram
+from common.metrics import exposition, new_registry
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
-_REQUESTS = "warehouse_api_requests_total"
-_LATENCY = "warehouse_api_request_duration_seconds"
 
 
 class RequestMetrics:
+    """The API process's registry: its requests, and the library's process metrics."""
+
     def __init__(self) -> None:
-        self.requests: Tally[tuple[str, str, int]] = Tally()
-        self.latency: dict[tuple[str, str], Histogram] = {}
+        self.registry = new_registry()
+        self.requests = Counter(
+            "warehouse_api_requests_total",
+            "HTTP requests answered, by route and status code.",
+            ["method", "route", "code"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "warehouse_api_request_duration_seconds",
+            "Time to answer an HTTP request, by route.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        # The labelled children, kept: looking one up by its labels costs more than counting in it.
+        self._counted: dict[tuple[str, str, int], Any] = {}
+        self._timed: dict[tuple[str, str], Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests[method, route, status] += 1
-        histogram = self.latency.get((method, route))
-        if histogram is None:
-            histogram = self.latency[method, route] = Histogram(_LATENCY, "", LATENCY_BUCKETS)
-        histogram.observe(seconds)
+        counted = self._counted.get((method, route, status))
+        if counted is None:
+            counted = self._counted[method, route, status] = self.requests.labels(method, route, str(status))
+        counted.inc()
+        timed = self._timed.get((method, route))
+        if timed is None:
+            timed = self._timed[method, route] = self.latency.labels(method, route)
+        timed.observe(seconds)
 
-    def render(self) -> str:
-        lines = [f"# HELP {_REQUESTS} HTTP requests answered, by route and status code.", f"# TYPE {_REQUESTS} counter"]
-        lines += [
-            f'{_REQUESTS}{{method="{m}",route="{r}",code="{c}"}} {n}' for (m, r, c), n in sorted(self.requests.items())
-        ]
-        text = "\n".join(lines) + "\n"
-        text += f"# HELP {_LATENCY} Time to answer an HTTP request, by route.\n# TYPE {_LATENCY} histogram\n"
-        for (m, r), histogram in sorted(self.latency.items()):
-            text += histogram.samples(f'method="{m}",route="{r}"')
-        return text
+    def render(self) -> bytes:
+        return exposition(self.registry)
 
 
 class MetricsMiddleware:

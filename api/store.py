@@ -11,12 +11,10 @@ import asyncpg
 from pydantic import BaseModel
 
 from api.problems import DatabaseUnavailable, IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse
-from db.connect import CONNECTION_LOST
+from db.errors import connection_lost, retry_reason
 from db.queries import queries
 
 Q = queries("api")
-
-_RETRY_STATES = frozenset({"40P01", "40001", "57P01", "57P02", "57P03"})
 
 
 def _fields(detail: str | None) -> dict[str, str]:
@@ -29,7 +27,13 @@ async def translated() -> AsyncIterator[None]:
     """Driver errors become the API's: a rule of the database → 4xx, PostgreSQL out of reach → 503."""
     try:
         yield
-    except asyncpg.PostgresError as e:
+    except Exception as e:
+        if not isinstance(e, asyncpg.PostgresError):
+            if connection_lost(e):
+                raise DatabaseUnavailable(
+                    f"PostgreSQL cannot be reached ({type(e).__name__}); try again", headers={"Retry-After": "1"}
+                ) from e
+            raise
         sqlstate = getattr(e, "sqlstate", None)
         fields = _fields(getattr(e, "detail", None))
         if sqlstate == "WH001":
@@ -47,14 +51,9 @@ async def translated() -> AsyncIterator[None]:
             raise DatabaseUnavailable(
                 "the database did not answer in time (API_STATEMENT_TIMEOUT); try again", headers={"Retry-After": "1"}
             ) from e
-        # 08: connection lost; 53: out of connections or memory; 57P0x: shutting down; 40P01/40001: try again.
-        if isinstance(e, CONNECTION_LOST) or (sqlstate or "")[:2] in ("08", "53") or sqlstate in _RETRY_STATES:
+        if retry_reason(e):  # a connection lost, a deadlock, out of connections or memory…
             raise DatabaseUnavailable(f"PostgreSQL: {e}; try again", headers={"Retry-After": "1"}) from e
         raise
-    except CONNECTION_LOST as e:
-        raise DatabaseUnavailable(
-            f"PostgreSQL cannot be reached ({type(e).__name__}); try again", headers={"Retry-After": "1"}
-        ) from e
 
 
 def request_hash(route: str, body: str) -> bytes:

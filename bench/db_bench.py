@@ -313,7 +313,7 @@ async def load_script_figure(admin_url: str, operations: int, repeat: int) -> di
     return {"wall_s": statistics.median(walls), "peak_rss_mb": max(rss), "operations": operations}
 
 
-# How each figure reads in the README's table.
+# How each figure reads in docs/benchmarks.md's table.
 TABLE_ROWS: dict[str, Callable[[dict[str, Any]], list[str]]] = {
     "copy_4_loaders": lambda r: [
         f"| COPY batches of 1000, 4 loaders, 10k keys: ratio to trigger-less | {r['ratio']:.2f} "

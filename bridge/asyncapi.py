@@ -5,8 +5,9 @@ stale or not a valid AsyncAPI 3.0 document). The message's payload is the JSON S
 import json
 from typing import Any
 
-from bridge.config import DEFAULT_TOPIC, BridgeSettings
+from bridge.config import BridgeSettings
 from bridge.events import CONTENT_TYPE, EVENT_TYPE, SCHEMA_FILE, SCHEMA_VERSION, StatusChanged
+from common.settings import DEFAULT_TOPIC
 
 ASYNCAPI_FILE = SCHEMA_FILE.parent / "asyncapi.json"
 KAFKA_BINDINGS = "0.5.0"

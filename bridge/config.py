@@ -2,16 +2,11 @@
 
 from pydantic import Field, model_validator
 
+from common.settings import KafkaSettings
 from db.config import DatabaseSettings
 
-DEFAULT_TOPIC = "warehouse.status-changes"
 
-
-class BridgeSettings(DatabaseSettings):
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    """Kafka brokers, host:port[,host:port…]."""
-    kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
-    """The topic of status changes (the bridge creates it when missing)."""
+class BridgeSettings(DatabaseSettings, KafkaSettings):
     bridge_state_topic: str = Field(default="", max_length=249, pattern=r"^[A-Za-z0-9._-]*$")
     """Compacted topic recording which outbox rows each committed batch held; default `<KAFKA_TOPIC>.bridge-state`."""
     bridge_transactional_id: str = Field(default="", max_length=200)

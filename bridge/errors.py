@@ -10,3 +10,7 @@ class BridgeError(Exception):
         super().__init__(message)
         if retriable is not None:
             self.retriable = retriable
+
+
+class KafkaStalled(BridgeError):
+    """A Kafka transaction did not complete within BRIDGE_TRANSACTION_TIMEOUT."""

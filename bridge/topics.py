@@ -19,11 +19,17 @@ class IncompatibleTopic(BridgeError):
     retriable = False
 
 
-async def ensure_topics(admin: AIOKafkaAdminClient, settings: BridgeSettings) -> None:
-    # Events must never be compacted away: a compacted topic keeps only the last change of each pair.
-    await _ensure(admin, settings.kafka_topic, settings.bridge_topic_partitions, "delete")
-    # The state topic is read for its last record per transactional id: compaction keeps exactly that.
-    await _ensure(admin, settings.bridge_state_topic, 1, "compact")
+async def ensure_topics(settings: BridgeSettings) -> None:
+    """Both topics exist, with the settings the bridge needs (raises IncompatibleTopic otherwise)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await admin.start()
+    try:
+        # Events must never be compacted away: a compacted topic keeps only the last change of each pair.
+        await _ensure(admin, settings.kafka_topic, settings.bridge_topic_partitions, "delete")
+        # The state topic is read for its last record per transactional id: compaction keeps exactly that.
+        await _ensure(admin, settings.bridge_state_topic, 1, "compact")
+    finally:
+        await admin.close()
 
 
 async def _ensure(admin: AIOKafkaAdminClient, topic: str, partitions: int, cleanup_policy: str) -> None:

@@ -4,23 +4,11 @@ settings (LOGGER_…, STORE_…), so one .env serves both. Only the store uses P
 from typing import ClassVar, Literal
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from bridge.config import DEFAULT_TOPIC
+from common.settings import KafkaSettings
 from db.config import DatabaseSettings
 
 Start = Literal["earliest", "latest"]
-
-
-class KafkaSettings(BaseSettings):
-    """Where the topic is: all `python -m consumers.replay` reads."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", use_attribute_docstrings=True)
-
-    kafka_bootstrap_servers: str = "127.0.0.1:9092"
-    """Kafka brokers, host:port[,host:port…]."""
-    kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
-    """The topic of status changes (the bridge creates it when missing)."""
 
 
 class ConsumerSettings(KafkaSettings):

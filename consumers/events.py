@@ -1,6 +1,8 @@
-"""Reading a message of the topic: the event, or why it is skipped."""
+"""Reading the messages of the topic: the events, or why one is skipped."""
 
 import json
+import logging
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC
 from typing import Any
@@ -42,3 +44,22 @@ def parse(value: bytes | None) -> StatusChanged | Skipped:
     except OverflowError:
         return Skipped(f"occurred_at out of range: {event.occurred_at}")
     return event
+
+
+def events_of(
+    messages: Iterable[Any], log: logging.Logger, on_skip: Callable[[], None] = lambda: None
+) -> list[tuple[Any, StatusChanged]]:
+    """The (message, event) pairs of `messages`, in order. A message that is not an event is skipped and reported:
+    a log line naming its partition and offset, and `on_skip()`."""
+    events = []
+    for message in messages:
+        parsed = parse(message.value)
+        if isinstance(parsed, Skipped):
+            on_skip()
+            log.warning(
+                "skipped the message at partition %d, offset %d: %s", message.partition, message.offset, parsed.reason,
+                extra={"partition": message.partition, "offset": message.offset},
+            )  # fmt: skip
+        else:
+            events.append((message, parsed))
+    return events

@@ -21,7 +21,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import CommitFailedError, KafkaError
 from pydantic import ValidationError
 
-from consumers.config import KafkaSettings
+from common import logs
+from common.settings import KafkaSettings
 
 TIMEOUT_S = 30.0
 
@@ -120,13 +121,12 @@ def main() -> int:
     )
     parser.add_argument("--dry-run", action="store_true", help="show where each partition would go; move nothing")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)  # its retries; the errors are reported below
     try:
         settings = KafkaSettings()
     except ValidationError as e:
         print(f"consumers.replay: invalid settings:\n{e}", file=sys.stderr)
         return 2
+    logs.setup(settings.log_format, logging.WARNING)  # aiokafka's retries are kept quiet: errors are reported below
     try:
         lines = asyncio.run(
             replay(settings.kafka_bootstrap_servers, settings.kafka_topic, args.group, args.start, args.dry_run)

@@ -2,92 +2,119 @@
 (only events of committed bridge transactions); batches go to a handler, and the group's offsets are committed
 only after the handler returns, so a crash replays, never skips. A message that is not a StatusChanged of a known
 schema_version is skipped and reported (a metric and a log line naming partition and offset). SIGINT/SIGTERM
-finish the batch in hand and stop."""
+finish the batch in hand and stop.
+
+Which partitions the consumer holds it learns from the group's rebalances (a ConsumerRebalanceListener); it is
+ready (/readyz) while it holds some and Kafka answers, which it checks every KAFKA_CHECK_S."""
 
 import asyncio
-import contextlib
+import itertools
 import logging
-import signal
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
 from bridge.events import StatusChanged
-from bridge.metrics import Counter, serve
+from common import logs
+from common.metrics import new_registry, serve
+from common.retry import Backoff, StateLog, retry
+from common.stopping import Stopped, pause, stop_on_signals, unless_stopped
 from consumers.config import ConsumerSettings
-from consumers.events import Skipped, parse
+from consumers.events import events_of
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
 START_RETRY_S = 2.0
+KAFKA_CHECK_S = 2.0
+KAFKA_CHECK_TIMEOUT_S = 5.0
 Handler = Callable[[list[tuple[Any, StatusChanged]]], Awaitable[None]]
 
 
 class ConsumerMetrics:
+    """A consumer's registry, and what its /readyz says: the partitions it holds, and whether Kafka answers."""
+
     def __init__(self, name: str) -> None:
-        self.handled = Counter(f"warehouse_{name}_events_total", "Status-change events handled.")
+        self.registry = new_registry()
+        self.handled = Counter(
+            f"warehouse_{name}_events_total", "Status-change events handled.", registry=self.registry
+        )
         self.skipped = Counter(
             f"warehouse_{name}_skipped_messages_total",
             "Messages skipped: not a StatusChanged of a schema_version this consumer reads.",
+            registry=self.registry,
         )
-        self.assigned = False
-
-    def render(self) -> str:
-        return self.handled.render() + self.skipped.render()
+        self.partitions: frozenset[int] = frozenset()
+        self.kafka_ok = False
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
-        return self.assigned, {"partitions_assigned": self.assigned}
+        return bool(self.partitions) and self.kafka_ok, {"partitions": sorted(self.partitions), "kafka": self.kafka_ok}
 
 
-async def _started(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
-    """Starts the consumer, waiting for Kafka (and the topic) as long as it takes, reported once; False if stopped
-    first."""
-    reported = False
-    while not stop.is_set():
+class Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Keeps the metrics' partitions as the group assigns and revokes them; `on_ready` once, at the first
+    assignment of any partition, when their start positions are known (so what is published from then on is
+    read)."""
+
+    def __init__(self, consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, on_ready: Callable[[], None]) -> None:
+        self.consumer, self.metrics, self.on_ready = consumer, metrics, on_ready
+        self.announced = False
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        if revoked:
+            log.info("rebalance: gave back partitions %s", _numbers(revoked), extra={"partitions": _numbers(revoked)})
+        self.metrics.partitions = frozenset()
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        for tp in assigned:
+            await self.consumer.position(tp)
+        self.metrics.partitions = frozenset(tp.partition for tp in assigned)
+        log.info("rebalance: holds partitions %s", _numbers(assigned), extra={"partitions": _numbers(assigned)})
+        if assigned and not self.announced:
+            self.announced = True
+            self.on_ready()
+
+
+def _numbers(tps: set[TopicPartition]) -> list[int]:
+    return sorted(tp.partition for tp in tps)
+
+
+async def _start(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, stop: asyncio.Event) -> None:
+    """Starts the consumer, waiting for Kafka (and the topic) as long as it takes, reported once; Stopped if
+    stopped first."""
+    state = StateLog(log)
+
+    def report(e: Exception, delay: float) -> None:
+        state("cannot reach Kafka", f"{type(e).__name__}; retrying every {delay:g} s", logging.WARNING)
+
+    await retry(
+        lambda: unless_stopped(consumer.start(), stop),
+        retriable=lambda e: isinstance(e, KafkaError),
+        backoff=Backoff(first=START_RETRY_S, cap=START_RETRY_S),
+        stop=stop,
+        on_retry=report,
+    )
+    if state.state:
+        log.info("Kafka is reachable again")
+    metrics.kafka_ok = True
+
+
+async def _watch_kafka(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, stop: asyncio.Event) -> None:
+    """Asks Kafka for its metadata every KAFKA_CHECK_S: the consumer keeps its partitions through an outage, and
+    only this tells that Kafka is gone. One line when it goes, one when it is back."""
+    state = StateLog(log)
+    while not await pause(stop, KAFKA_CHECK_S):
         try:
-            if not await _unless_stopped(consumer.start(), stop):
-                return False
-            if reported:
-                log.info("Kafka is reachable again")
-            return True
-        except KafkaError as e:
-            if not reported:
-                log.warning("cannot reach Kafka (%s); retrying every %g s", type(e).__name__, START_RETRY_S)
-                reported = True
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), START_RETRY_S)
-    return False
-
-
-async def _unless_stopped(work: Awaitable[None], stop: asyncio.Event) -> bool:
-    """Runs `work` unless `stop` comes first (then cancels it): whether it finished."""
-    task = asyncio.ensure_future(work)
-    stopping = asyncio.create_task(stop.wait())
-    await asyncio.wait([task, stopping], return_when=asyncio.FIRST_COMPLETED)
-    stopping.cancel()
-    if not task.done():
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        return False
-    task.result()
-    return True
-
-
-async def _assigned(consumer: AIOKafkaConsumer, stop: asyncio.Event) -> bool:
-    """Waits until the group gave this consumer its partitions and their start positions are known."""
-    while not consumer.assignment():
-        if stop.is_set():
-            return False
-        await asyncio.sleep(0.05)
-    for tp in consumer.assignment():
-        await consumer.position(tp)
-    return True
-
-
-class Stopped(Exception):
-    """SIGINT/SIGTERM came while a handler was waiting (its batch stays uncommitted: it comes again)."""
+            await asyncio.wait_for(consumer.topics(), KAFKA_CHECK_TIMEOUT_S)
+        except (KafkaError, TimeoutError) as e:
+            metrics.kafka_ok = False
+            state("lost Kafka", f"{type(e).__name__}; not ready until it answers", logging.WARNING)
+        else:
+            metrics.kafka_ok = True
+            if state.state:
+                state("Kafka answers again")
 
 
 async def consume(
@@ -98,45 +125,42 @@ async def consume(
     on_ready: Callable[[], None] = lambda: None,
 ) -> None:
     consumer = AIOKafkaConsumer(
-        settings.kafka_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=settings.group,
         isolation_level="read_committed",
         enable_auto_commit=False,
         auto_offset_reset=settings.start,
     )
+    consumer.subscribe([settings.kafka_topic], listener=Rebalances(consumer, metrics, on_ready))
     try:
-        if not await _started(consumer, stop):
+        try:
+            await _start(consumer, metrics, stop)
+        except Stopped:
             return
-        if not await _assigned(consumer, stop):
-            return
-        metrics.assigned = True
-        on_ready()
-        while not stop.is_set():
-            batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_MAX)
-            if not batches:
-                continue
-            events = []
-            for messages in batches.values():
-                for message in messages:
-                    parsed = parse(message.value)
-                    if isinstance(parsed, Skipped):
-                        metrics.skipped.inc()
-                        log.warning(
-                            "skipped the message at partition %d, offset %d: %s",
-                            message.partition, message.offset, parsed.reason,
-                        )  # fmt: skip
-                    else:
-                        events.append((message, parsed))
-            if events:
-                await handler(events)
-                metrics.handled.inc(len(events))
-            try:
-                await consumer.commit()
-            except KafkaError as e:  # a rebalance or an outage: these messages come again, which handlers allow
-                log.warning("could not commit offsets (%s); the batch will be delivered again", type(e).__name__)
+        watching = asyncio.create_task(_watch_kafka(consumer, metrics, stop), name="watch-kafka")
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_MAX)
+                if batches:
+                    await _handle(consumer, batches, handler, metrics)
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
     finally:
         await consumer.stop()
+
+
+async def _handle(
+    consumer: AIOKafkaConsumer, batches: dict[Any, list[Any]], handler: Handler, metrics: ConsumerMetrics
+) -> None:
+    events = events_of(itertools.chain(*batches.values()), log, metrics.skipped.inc)
+    if events:
+        await handler(events)
+        metrics.handled.inc(len(events))
+    try:
+        await consumer.commit()
+    except KafkaError as e:  # a rebalance or an outage: these messages come again, which handlers allow
+        log.warning("could not commit offsets (%s); the batch will be delivered again", type(e).__name__)
 
 
 def run(
@@ -145,12 +169,11 @@ def run(
     """A consumer process: metrics on its port, `work` until SIGINT/SIGTERM; exit 0 when stopped so."""
 
     async def main() -> int:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+        stop = stop_on_signals()
         try:
-            server = await serve(metrics, settings.consumer_metrics_host, settings.metrics_port)
+            server = await serve(
+                metrics.registry, metrics.readiness, settings.consumer_metrics_host, settings.metrics_port
+            )
         except OSError as e:
             log.error("cannot serve metrics on port %d: %s (set its *_METRICS_PORT)", settings.metrics_port, e)
             return 2
@@ -162,7 +185,6 @@ def run(
             server.close()
         return 0
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    logs.setup(settings.log_format)
     log.info("%s: topic %s", name, settings.kafka_topic)
     return asyncio.run(main())

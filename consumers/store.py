@@ -8,7 +8,6 @@ to Kafka meanwhile). An event PostgreSQL refuses (a value out of its range) is s
 that does not parse is: one bad event never stops the log."""
 
 import asyncio
-import contextlib
 import logging
 import sys
 from typing import Any
@@ -17,15 +16,16 @@ import asyncpg
 from pydantic import ValidationError
 
 from bridge.events import StatusChanged
+from common.retry import Backoff, StateLog, retry
 from consumers.config import StoreSettings
-from consumers.runner import ConsumerMetrics, Stopped, consume, run
-from db.connect import CONNECTION_LOST
+from consumers.runner import ConsumerMetrics, consume, run
+from db.errors import connection_lost
 from db.queries import queries
 
-RETRY_MAX_S = 5.0
 CONNECT_TIMEOUT_S = 5.0
+# PostgreSQL or the driver refused a value (a lost connection is not among them: _insert waits those out).
+REFUSED = (asyncpg.PostgresError, asyncpg.InterfaceError)
 log = logging.getLogger("consumers.store")
-_UNREACHABLE = (*CONNECTION_LOST, asyncpg.InterfaceError)  # InterfaceError: the connection object is closed
 
 
 def _columns(events: list[tuple[Any, StatusChanged]]) -> list[list[Any]]:
@@ -44,43 +44,45 @@ class Log:
     def __init__(self, url: str, stop: asyncio.Event, metrics: ConsumerMetrics) -> None:
         self.url, self.stop, self.metrics = url, stop, metrics
         self.conn: asyncpg.Connection | None = None
+        self.state = StateLog(log)
 
     async def write(self, events: list[tuple[Any, StatusChanged]]) -> None:
         try:
             await self._insert(events)
-        except asyncpg.PostgresError as e:
-            if isinstance(e, _UNREACHABLE):
-                raise
+        except REFUSED as e:
             # Something in the batch is refused: store the rest one by one, and skip (and report) what is refused.
             log.warning("a batch of %d events was refused (%s); storing them one by one", len(events), e)
             for one in events:
                 try:
                     await self._insert([one])
-                except asyncpg.PostgresError as refused:
-                    if isinstance(refused, _UNREACHABLE):
-                        raise
+                except REFUSED as refused:
                     self.metrics.skipped.inc()
                     log.warning("skipped the message at partition %d, offset %d: PostgreSQL refused it: %s",
-                                one[0].partition, one[0].offset, refused)  # fmt: skip
+                                one[0].partition, one[0].offset, refused,
+                                extra={"partition": one[0].partition, "offset": one[0].offset})  # fmt: skip
 
     async def _insert(self, events: list[tuple[Any, StatusChanged]]) -> None:
-        """Retries while PostgreSQL is out of reach; raises Stopped if told to stop meanwhile."""
+        """Retries while PostgreSQL is out of reach (one line when that starts, one when it ends); raises Stopped
+        if told to stop meanwhile."""
         columns = _columns(events)
-        delay = 0.5
-        while True:
-            try:
-                if self.conn is None or self.conn.is_closed():
-                    self.conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
-                await self.conn.execute(queries("consumers")["store_events"], *columns)
-                return
-            except _UNREACHABLE as e:
-                log.warning("cannot store %d events (%s); retrying in %.1f s", len(events), e, delay)
-                self.conn = None
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.stop.wait(), delay)
-                if self.stop.is_set():
-                    raise Stopped from e
-                delay = min(delay * 2, RETRY_MAX_S)
+
+        async def insert() -> None:
+            if self.conn is None or self.conn.is_closed():
+                self.conn = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_S)
+            await self.conn.execute(queries("consumers")["store_events"], *columns)
+
+        def lost(e: Exception, delay: float) -> None:
+            self.conn = None
+            self.state(
+                f"cannot store {len(events)} events", f"{e}; retrying until PostgreSQL answers", logging.WARNING,
+                events=len(events),
+            )  # fmt: skip
+
+        await retry(
+            insert, retriable=connection_lost, backoff=Backoff(first=0.5, cap=5.0), stop=self.stop, on_retry=lost
+        )
+        if self.state.forget():
+            log.info("PostgreSQL answers again: stored %d events", len(events), extra={"events": len(events)})
 
     async def close(self) -> None:
         if self.conn is not None and not self.conn.is_closed():

@@ -1,4 +1,4 @@
-"""`python -m db <command>`: operator commands for the database (migrate, verify, load)."""
+"""`python -m db <command>`: commands for the database (migrate, verify, load, schema)."""
 
 import argparse
 import asyncio
@@ -8,11 +8,13 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from common import logs
 from db.config import DatabaseSettings
 from db.connect import connect, describe
 from db.errors import DatabaseError
 from db.load import load, peak_memory_mb
 from db.migrate import MIGRATIONS_DIR, migrate, pending
+from db.schema import SCHEMA_FILE, current_schema
 from db.verify import broken_transfers, differences, summary
 
 SHOWN_DIFFERENCES = 50
@@ -93,6 +95,19 @@ async def run_load(settings: Settings, args: argparse.Namespace) -> int:
     return 1 if stats.rejected_total else 0
 
 
+async def run_schema(settings: Settings, args: argparse.Namespace) -> int:
+    wanted = await current_schema(settings.database_url)
+    if args.check:
+        if SCHEMA_FILE.read_text(encoding="utf-8") != wanted:
+            print(f"{SCHEMA_FILE} is stale: run `python -m db schema` (or `make docs`) and commit it", file=sys.stderr)
+            return 1
+        print(f"{SCHEMA_FILE} is the schema the migrations make")
+        return 0
+    SCHEMA_FILE.write_text(wanted, encoding="utf-8")
+    print(f"wrote {SCHEMA_FILE}")
+    return 0
+
+
 def positive(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -120,17 +135,22 @@ def parser() -> argparse.ArgumentParser:
     ld.add_argument("--seed", type=int, default=None, help="random seed, for a repeatable load")
     ld.add_argument("--quiet", action="store_true", help="no progress bar")
     ld.set_defaults(run=run_load)
+    sc = commands.add_parser(
+        "schema", help="rewrite db/schema.sql, the schema after every migration (on a throw-away database)"
+    )
+    sc.add_argument("--check", action="store_true", help="change nothing; exit 1 when db/schema.sql is stale")
+    sc.set_defaults(run=run_schema)
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = Settings()
     except ValidationError as e:
         print(f"error: invalid settings:\n{e}", file=sys.stderr)
         return 2
+    logs.setup(settings.log_format, logging.WARNING)
     try:
         code: int = asyncio.run(args.run(settings, args))
         return code

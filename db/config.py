@@ -4,7 +4,8 @@ from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from common.settings import ProcessSettings
 
 LOCAL_DATABASE_URL = "postgresql://warehouse:warehouse@127.0.0.1:5432/warehouse"
 _LOCAL_PASSWORD = "warehouse"
@@ -30,10 +31,8 @@ def normalize_database_url(url: str) -> str:
 DatabaseUrl = Annotated[str, AfterValidator(normalize_database_url)]
 
 
-class DatabaseSettings(BaseSettings):
-    """Base of every process's settings: where PostgreSQL is, and whether this is local development."""
-
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore", use_attribute_docstrings=True)
+class DatabaseSettings(ProcessSettings):
+    """The settings of every process that talks to PostgreSQL: where it is, and whether this is local development."""
 
     environment: Literal["local", "production"] = "local"
     """`local` allows the local stack's well-known credentials; `production` refuses them."""

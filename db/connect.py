@@ -6,16 +6,6 @@ import asyncpg
 
 from db.errors import DatabaseError
 
-# Errors that mean PostgreSQL is out of reach, or the connection to it was lost: a retry may succeed.
-CONNECTION_LOST = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,  # connection failures and losses (class 08)
-    asyncpg.CannotConnectNowError,
-    asyncpg.AdminShutdownError,
-    asyncpg.CrashShutdownError,
-)
-
 
 class DatabaseUnavailable(DatabaseError):
     """PostgreSQL could not be reached."""

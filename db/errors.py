@@ -1,4 +1,7 @@
-"""Errors of the db package. Driver errors are translated here, at the adapter."""
+"""Errors of the db package, and what driver errors mean: every process asks `connection_lost`, `postgres_failed`
+and `retry_reason` here, rather than keeping a list of its own. Driver errors are translated at the adapter."""
+
+import asyncpg
 
 
 class DatabaseError(Exception):
@@ -14,3 +17,39 @@ class MigrationError(DatabaseError):
 
 class MigrationChanged(DatabaseError):
     """An already applied migration file was edited; add a new migration instead."""
+
+
+_LOST = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,  # connection failures and losses (class 08)
+    asyncpg.CannotConnectNowError,  # starting up (57P03)
+    asyncpg.AdminShutdownError,  # 57P01
+    asyncpg.CrashShutdownError,  # 57P02
+    # asyncpg's protocol state left broken by a connection lost mid-operation (seen when PostgreSQL restarts
+    # during a drain): the connection must be made anew.
+    asyncpg.InternalClientError,
+)
+
+# SQLSTATEs (and classes) after which the same statement, tried again, may succeed.
+RETRIABLE_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
+RETRIABLE_CLASSES = {"08": "connection exception", "53": "insufficient resources"}
+
+
+def connection_lost(e: BaseException) -> bool:
+    """PostgreSQL is out of reach, shutting down, or this connection to it is gone: a new connection may succeed.
+    A bare InterfaceError is a connection already closed; its subclasses are bad input, not a loss."""
+    return isinstance(e, _LOST) or type(e) is asyncpg.InterfaceError
+
+
+def postgres_failed(e: BaseException) -> bool:
+    """Any failure of PostgreSQL's: out of reach, the connection lost, or a statement refused."""
+    return connection_lost(e) or isinstance(e, asyncpg.PostgresError)
+
+
+def retry_reason(e: BaseException) -> str | None:
+    """Why the statement that raised `e` may succeed if tried again ("deadlock", "connection lost"…), or None."""
+    if connection_lost(e):
+        return "connection lost"
+    sqlstate = getattr(e, "sqlstate", None) or ""
+    return RETRIABLE_SQLSTATES.get(sqlstate) or RETRIABLE_CLASSES.get(sqlstate[:2])

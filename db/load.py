@@ -9,6 +9,7 @@ then assumes, per pair, the smaller of the two shares it could have.
 """
 
 import asyncio
+import functools
 import io
 import random
 import resource
@@ -20,16 +21,15 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from db.connect import CONNECTION_LOST, DatabaseUnavailable, connect, describe
-from db.errors import DatabaseError
+from common.retry import Backoff, retry
+from db.connect import DatabaseUnavailable, connect, describe
+from db.errors import DatabaseError, connection_lost, postgres_failed, retry_reason
 from db.queries import queries
 
 COPY_COLUMNS = ("product_id", "warehouse_id", "quantity", "operation_type")
-RETRIABLE_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
 MAX_ATTEMPTS = 5
 MAX_QUANTITY = 10
 RECONNECT_FOR_S = 60.0
-LOST = (*CONNECTION_LOST, asyncpg.InterfaceError, asyncpg.InternalClientError)  # the connection is gone
 
 
 @dataclass
@@ -92,17 +92,18 @@ async def reconnect(database_url: str, stats: LoadStats) -> asyncpg.Connection:
     """A new connection, trying for up to RECONNECT_FOR_S; reported once per loss on stderr."""
     stats.connection_losses += 1
     sys.stderr.write(f"\nconnection to PostgreSQL at {describe(database_url)} lost; reconnecting\n")
-    deadline = time.monotonic() + RECONNECT_FOR_S
-    while True:
-        try:
-            return await asyncpg.connect(database_url, timeout=5)
-        except (*LOST, asyncpg.PostgresError) as e:
-            if time.monotonic() > deadline:
-                raise DatabaseUnavailable(
-                    f"PostgreSQL at {describe(database_url)} unreachable for {RECONNECT_FOR_S:g} s ({e}); "
-                    "every committed batch is kept"
-                ) from e
-            await asyncio.sleep(1)
+    try:
+        return await retry(
+            lambda: asyncpg.connect(database_url, timeout=5),
+            retriable=postgres_failed,
+            backoff=Backoff(first=1.0, cap=1.0),
+            give_up_after=RECONNECT_FOR_S,
+        )
+    except Exception as e:
+        raise DatabaseUnavailable(
+            f"PostgreSQL at {describe(database_url)} unreachable for {RECONNECT_FOR_S:g} s ({e}); "
+            "every committed batch is kept"
+        ) from e
 
 
 async def run_worker(
@@ -114,25 +115,27 @@ async def run_worker(
         while remaining > 0:
             size = min(batch_size, remaining)
             payload, shares = generator.batch(size)
-            for attempt in range(1, MAX_ATTEMPTS + 1):
-                try:
-                    await copy_batch(conn, "warehouse_operations", payload)
-                except LOST:
+            try:
+                await retry(
+                    functools.partial(copy_batch, conn, "warehouse_operations", payload),
+                    retriable=lambda e: not connection_lost(e) and retry_reason(e) is not None,
+                    backoff=Backoff(first=0.05, cap=0.4),
+                    attempts=MAX_ATTEMPTS,
+                    on_retry=lambda e, _: stats.retries.update([str(retry_reason(e))]),
+                )
+            except Exception as e:
+                if connection_lost(e):
                     stats.unknown += size
                     generator.unknown_outcome(shares)
                     conn.terminate()
                     conn = await reconnect(database_url, stats)
-                except asyncpg.PostgresError as e:
-                    reason = RETRIABLE_SQLSTATES.get(e.sqlstate or "")
-                    if reason and attempt < MAX_ATTEMPTS:
-                        stats.retries[reason] += 1
-                        await asyncio.sleep(0.05 * attempt)
-                        continue
+                elif isinstance(e, asyncpg.PostgresError):
                     stats.rejected[f"{e.sqlstate}: {str(e).split(':')[0]}"] += size
                 else:
-                    generator.shares = shares
-                    stats.written += size
-                break
+                    raise
+            else:
+                generator.shares = shares
+                stats.written += size
             remaining -= size
     finally:
         await conn.close()

@@ -1,13 +1,16 @@
 """One of the project's services (`python -m <module>`) in a process of its own, its output in a log file, its
 metrics endpoint on a free port."""
 
+import asyncio
 import signal
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.private_stack import REPO, free_port
 
@@ -48,7 +51,37 @@ class ServiceProcess:
 
     async def metric(self, name: str) -> float:
         """The value of an unlabelled metric on /metrics."""
-        text = (await self.get("/metrics")).text
-        values = [float(line.split()[1]) for line in text.splitlines() if line.split(" ")[0] == name]
-        assert len(values) == 1, f"{name} not found once in:\n{text}"
-        return values[0]
+        return sample(name, (await self.get("/metrics")).text)
+
+    async def readiness(self) -> tuple[int, Any]:
+        """/readyz: its status code and its JSON; (0, None) while the process does not serve it yet."""
+        assert self.running(), self.output()
+        try:
+            r = await self.get("/readyz")
+        except httpx.ConnectError:
+            return 0, None
+        return r.status_code, r.json()
+
+    async def printed(self, text: str) -> bool:
+        """Whether the process printed `text` (it must still run)."""
+        assert self.running(), self.output()
+        return text in self.output()
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, timeout: float = 60) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not await check():
+        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
+        await asyncio.sleep(0.05)
+
+
+def sample(name: str, text: str, **labels: str) -> float:
+    """The value of the sample `name` with exactly these labels in a Prometheus exposition."""
+    values = [
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name and s.labels == labels
+    ]
+    assert len(values) == 1, f"{name}{labels} not found once in:\n{text}"
+    return values[0]

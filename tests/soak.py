@@ -39,7 +39,8 @@ from typing import Any
 import asyncpg
 
 from bridge.events import StatusChanged
-from db.load import LOST, OperationGenerator, copy_batch, ensure_reference_data
+from db.errors import connection_lost, postgres_failed
+from db.load import OperationGenerator, copy_batch, ensure_reference_data
 from db.migrate import migrate
 from tests.bridge_harness import AUDIT, Bridge, Bridges, Produced, audited, exactly_once, in_order_per_pair
 from tests.private_stack import REPO, Stack, private_stack
@@ -77,16 +78,18 @@ async def loader(number: int, url: str, until: float, pause: float, loading: Loa
             if conn is None:
                 conn = await asyncpg.connect(url, timeout=5)
             await copy_batch(conn, "warehouse_operations", payload)
-        except LOST:
-            loading.connection_losses += 1
-            generator.unknown_outcome(shares)
-            if conn is not None:
-                conn.terminate()
-                conn = None
-            await asyncio.sleep(0.5)
-            continue
-        except asyncpg.PostgresError as e:  # the database refused the batch: the soak fails its load check
-            loading.refused[f"{e.sqlstate}: {str(e).splitlines()[0][:80]}"] += 1
+        except Exception as e:
+            if connection_lost(e):
+                loading.connection_losses += 1
+                generator.unknown_outcome(shares)
+                if conn is not None:
+                    conn.terminate()
+                    conn = None
+                await asyncio.sleep(0.5)
+            elif isinstance(e, asyncpg.PostgresError):  # the database refused the batch: the soak fails its load check
+                loading.refused[f"{e.sqlstate}: {str(e).splitlines()[0][:80]}"] += 1
+            else:
+                raise
             continue
         generator.shares = shares
         loading.written += BATCH
@@ -162,7 +165,9 @@ async def report_progress(started: float, url: str, loading: Loading, chaos: Cha
                 backlog = await conn.fetchval("SELECT count(*) FROM status_change_outbox")
             finally:
                 await conn.close()
-        except (*LOST, asyncpg.PostgresError):
+        except Exception as e:
+            if not postgres_failed(e):
+                raise
             backlog = "?"
         say(
             f"  {time.monotonic() - started:5.0f} s  {loading.written:,} operations written, outbox backlog "
@@ -179,8 +184,9 @@ async def wait_until(
         try:
             if await check():
                 return True
-        except (*LOST, asyncpg.PostgresError):
-            pass
+        except Exception as e:
+            if not postgres_failed(e):
+                raise
         await asyncio.sleep(1)
     say(f"  gave up waiting for {what}" + (f" after {timeout:.0f} s" if alive() else ": a process it needs exited"))
     return False

@@ -7,6 +7,7 @@ from fastapi import APIRouter, Request, Response
 from api.models import Health
 from api.problems import DatabaseUnavailable, responses
 from api.routes.common import store
+from common.metrics import CONTENT_TYPE
 from db.migrate import discover
 
 router = APIRouter(tags=["operations of the service"])
@@ -44,6 +45,7 @@ async def readyz(request: Request) -> Health:
     responses={**responses(), 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
 )
 async def metrics(request: Request) -> Response:
-    """Prometheus text format: requests by route and status code, and their latency. Needs a key (viewer): give
-    Prometheus one in its scrape config (`authorization: {credentials: <key>}`)."""
-    return Response(request.app.state.metrics.render(), media_type="text/plain; version=0.0.4")
+    """Prometheus text format: requests by route and status code, their latency, and the process's memory, CPU
+    and open files. Needs a key (viewer): give Prometheus one in its scrape config (`authorization: {credentials:
+    <key>}`)."""
+    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)

@@ -7,7 +7,7 @@ import os
 import re
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -18,17 +18,10 @@ from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
 from tests.bridge_harness import AUDIT, Bridges, assert_published_exactly_once, drained, load, wait_for_log
 from tests.cli import run_module
-from tests.private_stack import REPO, Stack, private_stack
+from tests.private_stack import REPO, Stack
 from tests.topic import read_topic
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture(scope="module")
-def outage_stack() -> Iterator[Stack]:
-    with private_stack() as stack:
-        stack.stack_sh("start")
-        yield stack
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from bridge.events import StatusChanged
 from tests.cli import run_module
 from tests.private_stack import free_port
-from tests.service_process import ServiceProcess
+from tests.service_process import ServiceProcess, wait_until
 from tests.topic import create_topic, delete_topics, read_topic
 
 pytestmark = pytest.mark.integration
@@ -54,13 +54,6 @@ def consumer(module: str, tmp_path: Path, env: dict[str, str], *args: str) -> Se
     return ServiceProcess([module, *args], full_env, tmp_path / f"{module}.log", f"{prefix}_METRICS_PORT")
 
 
-async def wait_until(check: object, what: str, timeout: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not await check():  # type: ignore[operator]
-        assert asyncio.get_running_loop().time() < deadline, f"timed out waiting for {what}"
-        await asyncio.sleep(0.05)
-
-
 async def test_the_logger_prints_each_change_as_the_original_system_did(
     kafka_bootstrap: str, topic: str, tmp_path: Path
 ) -> None:
@@ -70,12 +63,12 @@ async def test_the_logger_prints_each_change_as_the_original_system_did(
     en.log = tmp_path / "en.log"
     en.start()
     try:
-        await wait_until(lambda: _printed(ru, "🛰️ Слушаю изменения статусов..."), "the Russian logger to listen", 30)
-        await wait_until(lambda: _printed(en, "🛰️ Listening for status changes..."), "the English logger to listen", 30)
+        await wait_until(lambda: ru.printed("🛰️ Слушаю изменения статусов..."), "the Russian logger to listen", 30)
+        await wait_until(lambda: en.printed("🛰️ Listening for status changes..."), "the English logger to listen", 30)
         changes = [event(3, 5, "running_low", "available"), event(7, 2, "available", "out_of_stock")]
         await publish(kafka_bootstrap, topic, [(e.key, e.value()) for e in changes])
-        await wait_until(lambda: _printed(ru, "товар 7 (склад 2)"), "the Russian lines", 30)
-        await wait_until(lambda: _printed(en, "product 7 (warehouse 2)"), "the English lines", 30)
+        await wait_until(lambda: ru.printed("товар 7 (склад 2)"), "the Russian lines", 30)
+        await wait_until(lambda: en.printed("product 7 (warehouse 2)"), "the English lines", 30)
         assert ru.terminate() == 0 and en.terminate() == 0
     finally:
         for p in (ru, en):
@@ -87,11 +80,6 @@ async def test_the_logger_prints_each_change_as_the_original_system_did(
     english = en.output().splitlines()
     assert "🔔 Status changed: product 3 (warehouse 5): Running low → Available" in english
     assert "🔔 Status changed: product 7 (warehouse 2): Available → Out of stock" in english
-
-
-async def _printed(process: ServiceProcess, text: str) -> bool:
-    assert process.running(), process.output()
-    return text in process.output()
 
 
 async def committed_offsets(bootstrap: str, topic: str, group: str, partitions: int) -> dict[int, int]:
@@ -222,7 +210,7 @@ async def test_sigterm_while_postgresql_is_out_of_reach_exits_0_and_commits_noth
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": unreachable}
     store = consumer("consumers.store", tmp_path, env).start()
     try:
-        await wait_until(lambda: _printed(store, "cannot store 1 events"), "the store to retry")
+        await wait_until(lambda: store.printed("cannot store 1 events"), "the store to retry")
         assert store.terminate(timeout=10) == 0, store.output()
     finally:
         if store.running():
@@ -306,3 +294,68 @@ async def test_replay_refuses_bad_input_with_a_clear_error(
         KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC=topic_name,
     )  # fmt: skip
     assert code == 1 and f"topic {topic_name!r} does not exist" in err, err
+
+
+async def test_readiness_follows_the_partitions_the_group_gives(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    """Two loggers of one group on a one-partition topic: the one that holds the partition is ready, the other
+    not; when the holder stops, the other gets the partition and becomes ready."""
+    env = {
+        **os.environ, "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic,
+        "LOGGER_GROUP": f"test-{uuid.uuid4().hex[:8]}",
+    }  # fmt: skip
+    first = ServiceProcess(["consumers.logger"], env, tmp_path / "first.log", "LOGGER_METRICS_PORT").start()
+    second = ServiceProcess(["consumers.logger"], env, tmp_path / "second.log", "LOGGER_METRICS_PORT")
+    try:
+        await wait_until(lambda: _ready_with(first, [0]), "the first logger to hold partition 0")
+        second.start()
+        # The group rebalances: one of the two holds partition 0 and is ready, the other holds none and is not.
+        await wait_until(lambda: second.printed("rebalance: holds partitions"), "the second logger to join the group")
+
+        async def one_holds_it() -> bool:
+            states = sorted([await p.readiness() for p in (first, second)], key=lambda state: state[0])
+            return states == [(200, {"partitions": [0], "kafka": True}), (503, {"partitions": [], "kafka": True})]
+
+        await wait_until(one_holds_it, "one logger ready with partition 0, the other not")
+        holder, other = (first, second) if (await first.readiness())[0] == 200 else (second, first)
+        assert holder.terminate() == 0
+        await wait_until(lambda: _ready_with(other, [0]), "the other logger to take partition 0")
+        assert other.terminate() == 0
+    finally:
+        for p in (first, second):
+            if p.running():
+                p.kill()
+
+
+async def _ready_with(process: ServiceProcess, partitions: list[int]) -> bool:
+    code, detail = await process.readiness()
+    return code == 200 and detail == {"partitions": partitions, "kafka": True}
+
+
+async def test_with_log_format_json_every_log_line_is_json_and_the_changes_stay_as_they_were(
+    kafka_bootstrap: str, topic: str, tmp_path: Path
+) -> None:
+    change = event(3, 5, "running_low", "available")
+    await publish(kafka_bootstrap, topic, [(b"3:5", b"{not json"), (change.key, change.value())])
+    env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic, "LOG_FORMAT": "json",
+           "LOGGER_START": "earliest"}  # fmt: skip
+    logger = consumer("consumers.logger", tmp_path, env).start()
+    try:
+        await wait_until(lambda: logger.printed("товар 3 (склад 5)"), "the change printed")
+        assert logger.terminate() == 0
+    finally:
+        if logger.running():
+            logger.kill()
+    printed: list[str] = []
+    logged: list[str] = []
+    for line in logger.output().splitlines():
+        (logged if line.startswith("{") else printed).append(line)
+    assert printed == [
+        "🛰️ Слушаю изменения статусов...",
+        "🔔 Статус изменился: товар 3 (склад 5): Заканчивается → Доступен",
+    ]
+    lines = [json.loads(line) for line in logged]
+    assert lines and all({"time", "level", "logger", "message"} <= line.keys() for line in lines)
+    skipped = [line for line in lines if line["message"].startswith("skipped the message")]
+    assert [(s["level"], s["partition"], s["offset"]) for s in skipped] == [("WARNING", 0, 0)], skipped

@@ -1,4 +1,5 @@
-"""`python -m db migrate`: once each, in order, safe when run twice at once, all-or-nothing per file."""
+"""`python -m db migrate`: once each, in order, safe when run twice at once, all-or-nothing per file; and
+db/schema.sql, the schema they make."""
 
 import asyncio
 import shutil
@@ -8,6 +9,7 @@ import asyncpg
 import pytest
 
 from db.migrate import discover
+from db.schema import SCHEMA_FILE, dump
 from tests.cli import run_module
 
 pytestmark = pytest.mark.integration
@@ -90,3 +92,18 @@ async def test_an_unreachable_database_gives_one_clear_line() -> None:
     assert code == 1
     assert "cannot connect to PostgreSQL at 127.0.0.1:1/warehouse" in err and "make stack" in err
     assert "Traceback" not in err
+
+
+async def test_db_schema_sql_is_the_schema_the_migrations_make(database_url: str, db: asyncpg.Connection) -> None:
+    assert await dump(database_url) == SCHEMA_FILE.read_text(encoding="utf-8"), (
+        "db/schema.sql is stale: run `make docs` and commit it"
+    )
+    # …and it goes stale when the schema changes.
+    await db.execute("CREATE TABLE schema_drift (id bigint PRIMARY KEY)")
+    drifted = await dump(database_url)
+    assert "CREATE TABLE public.schema_drift" in drifted and drifted != SCHEMA_FILE.read_text(encoding="utf-8")
+
+
+async def test_db_schema_check_says_whether_the_file_is_current(database_url: str) -> None:
+    code, out, err = await run_db_cli(database_url, "schema", "--check")
+    assert code == 0 and "is the schema the migrations make" in out, out + err

@@ -11,8 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from bridge.asyncapi import ASYNCAPI_FILE, asyncapi_text
-from bridge.config import DEFAULT_TOPIC, BridgeSettings
+from bridge.config import BridgeSettings
 from bridge.events import EVENT_TYPE, SCHEMA_FILE, StatusChanged, json_schema_text
+from common.settings import DEFAULT_TOPIC
 
 # The AsyncAPI 3.0.0 specification's own JSON Schema, from the npm package @asyncapi/specs (see tests/data/).
 ASYNCAPI_SPEC = json.loads((Path(__file__).parents[1] / "data" / "asyncapi-3.0.0.schema.json").read_text())

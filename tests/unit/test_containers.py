@@ -6,6 +6,7 @@ import importlib.util
 import json
 import re
 import shlex
+import tomllib
 from pathlib import Path
 from typing import Any
 
@@ -119,3 +120,16 @@ def test_the_images_run_as_a_non_root_user_without_dev_tools() -> None:
         final = text[text.rindex("FROM ") :]
         assert re.search(r"^USER (?!root)\w+", final, re.M), f"{name} runs as root"
         assert ".[dev]" not in text and "pip install --no-cache-dir ." in text, f"{name} installs dev tools"
+
+
+def test_the_images_hold_every_package_of_the_project() -> None:
+    """pip installs what pyproject.toml's package list finds in the build stage: a folder not copied there is
+    missing from the image, and every process importing it fails at start."""
+    included = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = {pattern.rstrip("*") for pattern in included}
+    assert packages >= {"bridge", "api", "consumers", "db", "common"}
+    for name in ("Dockerfile.api", "Dockerfile.bridge"):
+        text = (REPO / name).read_text()
+        build = text[: text.rindex("FROM ")]
+        copied = set(re.findall(r"^COPY (\w+) \./\1$", build, re.M))
+        assert copied == packages, f"{name} copies {sorted(copied)}, the project's packages are {sorted(packages)}"

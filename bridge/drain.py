@@ -1,0 +1,114 @@
+"""The leader's loop: read the oldest outbox rows (from the view status_change_events, which gives each row's key,
+JSON value and CloudEvents time ready-made), publish them in one Kafka transaction, delete them; when the outbox
+is empty, listen for a wake-up (the protocol of notify_status_change in the migrations), with
+BRIDGE_POLL_INTERVAL as the fallback.
+
+Behind a backlog the work is pipelined: while batch N is in its Kafka transaction batch N+1 is read, and while
+N+1 is sent N is deleted; N+1 commits only after N's deletion, so the recovery never has more than one batch to
+delete."""
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+
+from bridge.config import BridgeSettings
+from bridge.metrics import BridgeMetrics
+from bridge.sending import Publisher
+from common.stopping import wait_any
+from db.queries import queries
+
+CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
+
+
+class Drain:
+    def __init__(
+        self,
+        settings: BridgeSettings,
+        stop: asyncio.Event,
+        metrics: BridgeMetrics,
+        publisher: Publisher,
+        control: asyncpg.Connection,
+        work: asyncpg.Connection,
+    ) -> None:
+        self.settings, self.stop, self.metrics, self.publisher = settings, stop, metrics, publisher
+        self.control, self.work = control, work
+        self.sql = queries("bridge")
+
+    async def run(self) -> None:
+        """Publishes what the outbox holds and what comes, until the bridge stops."""
+        s, work = self.settings, self.work
+        wake = asyncio.Event()
+
+        def on_notify(*_: Any) -> None:
+            wake.set()
+
+        await self.control.add_listener(CHANNEL, on_notify)
+        while not self.stop.is_set():
+            await self._read_backlog()
+            rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
+            if rows:
+                await self._drain(rows)
+                continue
+            # Empty: listen. Taking "listening" waits for writers that skipped their wake-up; then look again.
+            try:
+                await self.control.execute(self.sql["start_listening"])
+            except asyncpg.LockNotAvailableError:
+                continue  # a writer holds it for long (lock_timeout); look at the outbox again
+            try:
+                wake.clear()
+                rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
+                if not rows:
+                    await wait_any(self.stop, wake, timeout=s.bridge_poll_interval)
+            finally:
+                await self.control.execute(self.sql["stop_listening"])
+            if rows:
+                await self._drain(rows)
+
+    async def _read_backlog(self) -> None:
+        await self.metrics.read_backlog(self.work, asyncio.get_running_loop().time())
+
+    async def _drain(self, rows: Sequence[asyncpg.Record]) -> None:
+        """Publishes batch after batch until the outbox is empty (or the bridge stops), pipelined (see the module's
+        docstring). Returns with nothing in flight."""
+        work, publisher = self.work, self.publisher
+        deleting: asyncio.Future[str] | None = None
+        try:
+            while rows:
+                ids = [row["id"] for row in rows]
+                transaction = asyncio.ensure_future(publisher.transaction(rows, ids, after=deleting))
+                try:
+                    if deleting is not None:
+                        await deleting
+                    await self._read_backlog()
+                    # Read ahead only while a backlog fills whole batches: caught up, a batch read this early
+                    # would miss the changes committed during this one's transaction, and wait a round longer.
+                    behind_a_backlog = len(rows) == self.settings.bridge_batch_size and not self.stop.is_set()
+                    ahead = await self._fetch_after(ids) if behind_a_backlog else None
+                    committed_at = await publisher.committed(transaction, len(rows))
+                finally:
+                    if not transaction.done():
+                        transaction.cancel()
+                        await asyncio.gather(transaction, return_exceptions=True)
+                deleting = asyncio.ensure_future(work.execute(self.sql["delete_published"], ids))
+                self.metrics.committed([row["occurred_epoch"] for row in rows], committed_at)
+                if ahead is None:  # caught up, stopping, or rows committed late behind this batch: read afresh
+                    await deleting
+                    batch_size = self.settings.bridge_batch_size
+                    rows = [] if self.stop.is_set() else await work.fetch(self.sql["next_batch"], batch_size)
+                else:
+                    rows = ahead
+            if deleting is not None:
+                await deleting
+        finally:
+            if deleting is not None and not deleting.done():
+                deleting.cancel()  # an error on the way: the rows stay, the recovery deletes them
+                await asyncio.gather(deleting, return_exceptions=True)
+
+    async def _fetch_after(self, ids: Sequence[int]) -> list[asyncpg.Record] | None:
+        """The next batch while `ids` are still in the outbox, or None when rows committed late behind them."""
+        rows = await self.work.fetch(self.sql["next_batch_after"], max(ids), self.settings.bridge_batch_size)
+        if rows[0]["behind"] != len(ids):
+            return None
+        return [row for row in rows if row["id"] is not None]

@@ -1,0 +1,131 @@
+"""Sending: the bridge's transactional producer. One Kafka transaction per batch holds the batch's events and its
+state record (bridge/recovery.py); the events go out in record batches the bridge fills itself."""
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import IllegalOperation
+from aiokafka.partitioner import murmur2
+
+from bridge.config import BridgeSettings
+from bridge.errors import BridgeError, KafkaStalled
+from bridge.events import cloudevents_headers
+from bridge.metrics import BridgeMetrics
+from bridge.recovery import state_record
+from common.retry import StateLog
+
+KAFKA_SLOW_S = 3.0  # a transaction taking longer than this means Kafka is unavailable (logged once)
+
+
+class BatchSender:
+    """Sends events partition by partition in record batches it fills itself: about twice the rate of one
+    `send()` per event, which is mostly per-message bookkeeping. A key's partition is the default
+    partitioner's (murmur2, as Kafka's own clients compute it), and each partition's events keep their order."""
+
+    def __init__(self, producer: AIOKafkaProducer, topic: str, source: str) -> None:
+        self.producer, self.topic, self.source = producer, topic, source
+        self.partition_of: dict[bytes, int] = {}  # murmur2 is pure Python (≈ 2.5 µs a key); pairs repeat
+        self.partitions: list[int] = []
+
+    async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
+        """rows: of the view status_change_events (key, value, ce_id, ce_time). Returns the batches' deliveries."""
+        deliveries = []
+        producer = self.producer
+        partitions = sorted(await producer.partitions_for(self.topic))
+        if partitions != self.partitions:  # partitions were added: keys move
+            self.partitions, self.partition_of = partitions, {}
+        builders: dict[int, Any] = {}
+        for row in rows:
+            key, value = row["key"].encode(), row["value"].encode()
+            headers = cloudevents_headers(row["ce_id"], row["ce_time"], self.source)
+            partition = self.partition_of.get(key)
+            if partition is None:
+                partition = self.partition_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            builder = builders.get(partition)
+            if builder is None:
+                builder = builders[partition] = producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
+                deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
+                builder = builders[partition] = producer.create_batch()
+                if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                    raise BridgeError(f"event {row['ce_id']} does not fit in a Kafka record batch", retriable=False)
+        for partition, builder in builders.items():
+            deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
+        return deliveries
+
+
+class Publisher:
+    """The transactional producer of one leadership: started (which fences every older producer of the same
+    transactional id), one transaction per batch, stopped."""
+
+    def __init__(self, settings: BridgeSettings, metrics: BridgeMetrics, state: StateLog) -> None:
+        self.settings, self.metrics, self.state = settings, metrics, state
+        self.producer = AIOKafkaProducer(
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            transactional_id=settings.bridge_transactional_id,
+            enable_idempotence=True,
+            client_id=f"warehouse-bridge-{socket.gethostname()}-{os.getpid()}",
+        )
+        self.events = BatchSender(self.producer, settings.kafka_topic, settings.bridge_event_source)
+
+    async def start(self) -> None:
+        """Fences every older producer of this transactional id; aiokafka alone would retry forever."""
+        try:
+            await asyncio.wait_for(self.producer.start(), self.settings.bridge_transaction_timeout)
+        except TimeoutError as e:
+            raise KafkaStalled("the Kafka producer did not start (transaction coordinator unavailable)") from e
+
+    async def stop(self) -> None:
+        """An open transaction is left to the broker: the next leader's producer start aborts it."""
+        await self.producer.stop()
+
+    async def transaction(
+        self, rows: Sequence[asyncpg.Record], ids: Sequence[int], after: "asyncio.Future[str] | None"
+    ) -> None:
+        """One Kafka transaction: the events, and the state record naming their outbox ids. It commits only after
+        `after` (the previous batch's deletion) is done."""
+        s, producer = self.settings, self.producer
+        try:
+            await producer.begin_transaction()
+            deliveries = await self.events.send(rows)
+            state = state_record(ids, [row["ce_id"] for row in rows])
+            # Partition 0, where the recovery reads it, however many partitions the state topic was made with.
+            deliveries.append(
+                await producer.send(s.bridge_state_topic, state, key=s.bridge_transactional_id.encode(), partition=0)
+            )
+            # aiokafka commits a transaction even when the broker refused one of its batches (a clock far ahead,
+            # a record too large): the commit must wait for, and fail with, every delivery.
+            await asyncio.gather(*deliveries)
+            if after is not None:
+                await after
+            await producer.commit_transaction()
+        except (IllegalOperation, AssertionError) as e:
+            # After a fence found on a send, aiokafka's producer is dead: its calls raise these, not KafkaError.
+            raise KafkaStalled(f"the Kafka producer can no longer be used (fenced?): {type(e).__name__}: {e}") from e
+
+    async def committed(self, transaction: "asyncio.Future[None]", events: int) -> float:
+        """Waits for the transaction, and returns the time of its commit (seconds since the epoch). aiokafka
+        retries by itself while the broker is away; the bridge says so once, and gives the transaction up
+        (starting over) only after BRIDGE_TRANSACTION_TIMEOUT."""
+        timeout = self.settings.bridge_transaction_timeout
+        try:
+            done, _ = await asyncio.wait([transaction], timeout=KAFKA_SLOW_S)
+            if not done:
+                self.metrics.kafka_ok = False
+                self.state(
+                    "Kafka unavailable, waiting", f"a transaction has waited {KAFKA_SLOW_S:g} s", logging.WARNING
+                )
+                await asyncio.wait_for(asyncio.shield(transaction), timeout - KAFKA_SLOW_S)
+                self.metrics.kafka_ok = True
+                self.state("leader", "Kafka answers again")
+            transaction.result()
+        except TimeoutError as e:
+            raise KafkaStalled(f"a Kafka transaction of {events} events took over {timeout:g} s") from e
+        return time.time()

@@ -1,0 +1,66 @@
+"""A consumer through a Kafka outage, on a stack of this module's own (stopping the shared one would break the
+other tests): not ready while the broker is away, ready again once it is back, and still reading."""
+
+import asyncio
+import os
+import uuid
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from bridge.events import StatusChanged
+from tests.private_stack import Stack
+from tests.service_process import ServiceProcess, wait_until
+from tests.topic import create_topic
+
+pytestmark = pytest.mark.e2e
+
+
+async def test_a_consumer_is_not_ready_while_kafka_is_away_and_ready_again_after(
+    outage_stack: Stack, tmp_path: Path
+) -> None:
+    topic = f"outage.{uuid.uuid4().hex[:8]}.status-changes"
+    await create_topic(outage_stack.bootstrap, topic, partitions=2)
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": outage_stack.bootstrap, "KAFKA_TOPIC": topic,
+           "LOGGER_GROUP": "outage-logger", "LOGGER_START": "earliest"}  # fmt: skip
+    logger = ServiceProcess(["consumers.logger"], env, tmp_path / "logger.log", "LOGGER_METRICS_PORT").start()
+
+    async def ready() -> bool:
+        return await logger.readiness() == (200, {"partitions": [0, 1], "kafka": True})
+
+    async def not_ready() -> bool:
+        code, detail = await logger.readiness()
+        return code == 503 and detail["kafka"] is False
+
+    try:
+        await wait_until(ready, "the logger to be ready", 60)
+        await asyncio.to_thread(outage_stack.stack_sh, "stop", "kafka")
+        await wait_until(not_ready, "the logger to say it is not ready", 30)
+        await asyncio.to_thread(outage_stack.stack_sh, "start")
+        await wait_until(ready, "the logger to be ready again", 90)
+        # …and it reads what is published after the outage.
+        event = StatusChanged.model_validate(
+            {"event_id": str(uuid.uuid4()), "occurred_at": "2026-12-03T10:00:00Z", "product_id": 41,
+             "warehouse_id": 2, "old_status": "available", "new_status": "running_low", "quantity": 3,
+             "operation_id": 9}
+        )  # fmt: skip
+        await publish(outage_stack.bootstrap, topic, event)
+
+        await wait_until(lambda: logger.printed("товар 41 (склад 2)"), "the logger to print the change", 30)
+        assert logger.terminate() == 0
+    finally:
+        if logger.running():
+            logger.kill()
+    out = logger.output()
+    # One line when Kafka went away and one when it came back, not one per attempt.
+    assert out.count("lost Kafka") == 1 and out.count("Kafka answers again") == 1, out
+
+
+async def publish(bootstrap: str, topic: str, event: StatusChanged) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(topic, event.value(), key=event.key)
+    finally:
+        await producer.stop()
