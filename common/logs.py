@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TextIO
 
 from common.settings import LogFormat
 
@@ -35,12 +35,17 @@ class JsonLines(logging.Formatter):
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
+def handler(log_format: LogFormat, stream: TextIO) -> logging.Handler:
+    """A handler writing to `stream` in `log_format`."""
+    written = logging.StreamHandler(stream)
+    written.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT))
+    return written
+
+
 def setup(log_format: LogFormat = "text", level: int = logging.INFO) -> None:
     """Every log line of the process to stderr, in `log_format`."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT))
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [handler(log_format, sys.stderr)]
     root.setLevel(level)
     # aiokafka logs every retry of a lost connection at ERROR, ten times a second during an outage; the processes
     # report outages themselves, a line when one starts and one when it ends.

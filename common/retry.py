@@ -49,11 +49,13 @@ async def retry(
 ) -> T:
     """The result of the first `attempt()` that returns. After a failure that `retriable` accepts, `on_retry(error,
     delay)` is called and the next attempt comes `delay` seconds later (from `backoff`). A failure it refuses, the
-    failure of the last of `attempts`, or one after `give_up_after` seconds of failures, is raised; `stop` set while
-    waiting raises Stopped."""
+    failure of the last of `attempts`, or one after `give_up_after` seconds of failures, is raised. With `stop`
+    set, before an attempt or while waiting for one, Stopped is raised."""
     failing_since: float | None = None
     failures = 0
     while True:
+        if stop is not None and stop.is_set():
+            raise Stopped
         try:
             return await attempt()
         except Exception as e:

@@ -17,9 +17,10 @@ def stop_on_signals(on_stop: Callable[[], None] = lambda: None) -> asyncio.Event
     stop = asyncio.Event()
 
     def stopping() -> None:
-        if not stop.is_set():
-            on_stop()
+        first = not stop.is_set()
         stop.set()
+        if first:
+            on_stop()
 
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -54,27 +54,20 @@ class ConsumerMetrics:
 
 
 class Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Keeps the metrics' partitions as the group assigns and revokes them; `on_ready` once, at the first
-    assignment of any partition, when their start positions are known (so what is published from then on is
-    read)."""
+    """Keeps the metrics' partitions as the group assigns and revokes them. It only records: it runs inside the
+    group's rebalance, while the consumer sends no heartbeats, so anything slow here would cost the membership."""
 
-    def __init__(self, consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, on_ready: Callable[[], None]) -> None:
-        self.consumer, self.metrics, self.on_ready = consumer, metrics, on_ready
-        self.announced = False
+    def __init__(self, metrics: ConsumerMetrics) -> None:
+        self.metrics = metrics
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.metrics.partitions = frozenset()
         if revoked:
             log.info("rebalance: gave back partitions %s", _numbers(revoked), extra={"partitions": _numbers(revoked)})
-        self.metrics.partitions = frozenset()
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        for tp in assigned:
-            await self.consumer.position(tp)
         self.metrics.partitions = frozenset(tp.partition for tp in assigned)
         log.info("rebalance: holds partitions %s", _numbers(assigned), extra={"partitions": _numbers(assigned)})
-        if assigned and not self.announced:
-            self.announced = True
-            self.on_ready()
 
 
 def _numbers(tps: set[TopicPartition]) -> list[int]:
@@ -108,7 +101,7 @@ async def _watch_kafka(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, sto
     while not await pause(stop, KAFKA_CHECK_S):
         try:
             await asyncio.wait_for(consumer.topics(), KAFKA_CHECK_TIMEOUT_S)
-        except (KafkaError, TimeoutError) as e:
+        except Exception as e:  # KafkaError, TimeoutError, or whatever else a lost broker raises
             metrics.kafka_ok = False
             state("lost Kafka", f"{type(e).__name__}; not ready until it answers", logging.WARNING)
         else:
@@ -131,16 +124,24 @@ async def consume(
         enable_auto_commit=False,
         auto_offset_reset=settings.start,
     )
-    consumer.subscribe([settings.kafka_topic], listener=Rebalances(consumer, metrics, on_ready))
+    consumer.subscribe([settings.kafka_topic], listener=Rebalances(metrics))
     try:
         try:
             await _start(consumer, metrics, stop)
         except Stopped:
             return
         watching = asyncio.create_task(_watch_kafka(consumer, metrics, stop), name="watch-kafka")
+        announced = False
         try:
             while not stop.is_set():
                 batches = await consumer.getmany(timeout_ms=500, max_records=BATCH_MAX)
+                if not announced and metrics.partitions:
+                    # Once, at the first assignment: its start positions known, what is published from now on is
+                    # read (before the first batch is handled, so a "listening" line comes first).
+                    for tp in consumer.assignment():
+                        await consumer.position(tp)
+                    announced = True
+                    on_ready()
                 if batches:
                     await _handle(consumer, batches, handler, metrics)
         finally:

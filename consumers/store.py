@@ -3,9 +3,10 @@
 Each batch is written in one transaction, and the group's Kafka offsets are committed only after it commits: a
 crash between the two delivers the batch again, and the rows already stored are left as they are. So the log
 holds every event of the topic exactly once. Consumer group STORE_GROUP (default `warehouse-store`); a new group
-starts at the beginning of the topic. While PostgreSQL is out of reach it retries the batch (nothing is committed
-to Kafka meanwhile). An event PostgreSQL refuses (a value out of its range) is skipped and reported, as a message
-that does not parse is: one bad event never stops the log."""
+starts at the beginning of the topic. While PostgreSQL is out of reach, or refuses the write for a reason other than
+its data, it retries the batch (nothing is committed to Kafka meanwhile). An event whose data PostgreSQL refuses (a
+value out of its range) is skipped and reported, as a message that does not parse is: one bad event never stops
+the log."""
 
 import asyncio
 import logging
@@ -19,12 +20,10 @@ from bridge.events import StatusChanged
 from common.retry import Backoff, StateLog, retry
 from consumers.config import StoreSettings
 from consumers.runner import ConsumerMetrics, consume, run
-from db.errors import connection_lost
+from db.errors import postgres_failed, refused_value
 from db.queries import queries
 
 CONNECT_TIMEOUT_S = 5.0
-# PostgreSQL or the driver refused a value (a lost connection is not among them: _insert waits those out).
-REFUSED = (asyncpg.PostgresError, asyncpg.InterfaceError)
 log = logging.getLogger("consumers.store")
 
 
@@ -49,21 +48,26 @@ class Log:
     async def write(self, events: list[tuple[Any, StatusChanged]]) -> None:
         try:
             await self._insert(events)
-        except REFUSED as e:
+        except Exception as e:
+            if not refused_value(e):
+                raise
             # Something in the batch is refused: store the rest one by one, and skip (and report) what is refused.
             log.warning("a batch of %d events was refused (%s); storing them one by one", len(events), e)
             for one in events:
                 try:
                     await self._insert([one])
-                except REFUSED as refused:
+                except Exception as refused:
+                    if not refused_value(refused):
+                        raise
                     self.metrics.skipped.inc()
                     log.warning("skipped the message at partition %d, offset %d: PostgreSQL refused it: %s",
                                 one[0].partition, one[0].offset, refused,
                                 extra={"partition": one[0].partition, "offset": one[0].offset})  # fmt: skip
 
     async def _insert(self, events: list[tuple[Any, StatusChanged]]) -> None:
-        """Retries while PostgreSQL is out of reach (one line when that starts, one when it ends); raises Stopped
-        if told to stop meanwhile."""
+        """Retries while PostgreSQL is out of reach or refuses the write for a reason other than its data (too many
+        connections, a role without rights, a migration missing…): one line when that starts, one when it ends.
+        Raises what refused the data, or Stopped if told to stop meanwhile."""
         columns = _columns(events)
 
         async def insert() -> None:
@@ -74,15 +78,19 @@ class Log:
         def lost(e: Exception, delay: float) -> None:
             self.conn = None
             self.state(
-                f"cannot store {len(events)} events", f"{e}; retrying until PostgreSQL answers", logging.WARNING,
+                f"cannot store {len(events)} events", f"{e}; retrying until PostgreSQL takes them", logging.WARNING,
                 events=len(events),
             )  # fmt: skip
 
         await retry(
-            insert, retriable=connection_lost, backoff=Backoff(first=0.5, cap=5.0), stop=self.stop, on_retry=lost
+            insert,
+            retriable=lambda e: postgres_failed(e) and not refused_value(e),
+            backoff=Backoff(first=0.5, cap=5.0),
+            stop=self.stop,
+            on_retry=lost,
         )
         if self.state.forget():
-            log.info("PostgreSQL answers again: stored %d events", len(events), extra={"events": len(events)})
+            log.info("PostgreSQL takes them again: stored %d events", len(events), extra={"events": len(events)})
 
     async def close(self) -> None:
         if self.conn is not None and not self.conn.is_closed():

@@ -4,7 +4,7 @@ from urllib.parse import urlsplit
 
 import asyncpg
 
-from db.errors import DatabaseError
+from db.errors import DatabaseError, postgres_failed
 
 
 class DatabaseUnavailable(DatabaseError):
@@ -20,7 +20,9 @@ def describe(url: str) -> str:
 async def connect(url: str) -> asyncpg.Connection:
     try:
         return await asyncpg.connect(url)
-    except (OSError, asyncpg.PostgresError) as e:
+    except Exception as e:
+        if not postgres_failed(e):
+            raise
         raise DatabaseUnavailable(
             f"cannot connect to PostgreSQL at {describe(url)}: {e} "
             "(is it running? for the local stack run `make stack`)"

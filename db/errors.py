@@ -1,5 +1,6 @@
-"""Errors of the db package, and what driver errors mean: every process asks `connection_lost`, `postgres_failed`
-and `retry_reason` here, rather than keeping a list of its own. Driver errors are translated at the adapter."""
+"""Errors of the db package, and what driver errors mean: every process asks `connection_lost`,
+`postgres_failed`, `refused_value` and `retry_reason` here, rather than keeping a list of its own. Driver errors
+are translated at the adapter."""
 
 import asyncpg
 
@@ -31,20 +32,30 @@ _LOST = (
     asyncpg.InternalClientError,
 )
 
+# asyncpg's words for a connection (or pool) that is gone; its other bare InterfaceErrors are misuse, a bug.
+_CLOSED = ("connection is closed", "pool is closing", "pool is closed")
+
 # SQLSTATEs (and classes) after which the same statement, tried again, may succeed.
 RETRIABLE_SQLSTATES = {"40P01": "deadlock", "40001": "serialization failure"}
 RETRIABLE_CLASSES = {"08": "connection exception", "53": "insufficient resources"}
 
 
 def connection_lost(e: BaseException) -> bool:
-    """PostgreSQL is out of reach, shutting down, or this connection to it is gone: a new connection may succeed.
-    A bare InterfaceError is a connection already closed; its subclasses are bad input, not a loss."""
-    return isinstance(e, _LOST) or type(e) is asyncpg.InterfaceError
+    """PostgreSQL is out of reach, shutting down, or this connection to it is gone: a new connection may succeed."""
+    return isinstance(e, _LOST) or (type(e) is asyncpg.InterfaceError and str(e).startswith(_CLOSED))
 
 
 def postgres_failed(e: BaseException) -> bool:
-    """Any failure of PostgreSQL's: out of reach, the connection lost, or a statement refused."""
-    return connection_lost(e) or isinstance(e, asyncpg.PostgresError)
+    """Any failure of PostgreSQL's or of its driver's: out of reach, the connection lost, a statement refused."""
+    return connection_lost(e) or isinstance(e, asyncpg.PostgresError | asyncpg.InterfaceError)
+
+
+def refused_value(e: BaseException) -> bool:
+    """The statement's data is refused, and will be again: a data exception (class 22), an integrity violation
+    (class 23), or a value the driver cannot send (out of range for its type, say)."""
+    if isinstance(e, asyncpg.PostgresError):
+        return (getattr(e, "sqlstate", None) or "")[:2] in ("22", "23")
+    return isinstance(e, asyncpg.InterfaceError) and isinstance(e, ValueError)  # asyncpg's client-side DataError
 
 
 def retry_reason(e: BaseException) -> str | None:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import asyncpg
 
 from common.retry import Backoff, retry
+from common.stopping import pause
 from db.connect import DatabaseUnavailable, connect, describe
 from db.errors import DatabaseError, connection_lost, postgres_failed, retry_reason
 from db.queries import queries
@@ -100,6 +101,8 @@ async def reconnect(database_url: str, stats: LoadStats) -> asyncpg.Connection:
             give_up_after=RECONNECT_FOR_S,
         )
     except Exception as e:
+        if not postgres_failed(e):
+            raise
         raise DatabaseUnavailable(
             f"PostgreSQL at {describe(database_url)} unreachable for {RECONNECT_FOR_S:g} s ({e}); "
             "every committed batch is kept"
@@ -168,10 +171,7 @@ async def report_progress(
     tty = sys.stderr.isatty()
     last_line = 0.0
     while not stop.is_set():
-        try:
-            await asyncio.wait_for(stop.wait(), interval)
-        except TimeoutError:
-            pass
+        await pause(stop, interval)
         now = time.monotonic()
         if tty or now - last_line >= 5 or stop.is_set():  # a log file gets a line every 5 s, not a bar
             last_line = now

@@ -19,7 +19,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from db.connect import DatabaseUnavailable, describe
-from db.errors import DatabaseError
+from db.errors import DatabaseError, postgres_failed
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
 
@@ -45,15 +45,22 @@ def normalise(dump: str) -> str:
     return HEADER + "\n" + text + "\n"
 
 
-def _pg_dump() -> str:
-    found = shutil.which("pg_dump") or next(iter(sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_dump"))), None)
+def _pg_dump(major: int) -> str:
+    """The server's own major version of pg_dump (Debian's layout), else the one on PATH."""
+    own = Path(f"/usr/lib/postgresql/{major}/bin/pg_dump")
+    found = str(own) if own.exists() else shutil.which("pg_dump")
     if found is None:
-        raise SchemaError("pg_dump is not installed (Debian: apt-get install postgresql-client-15)")
-    return str(found)
+        raise SchemaError(f"pg_dump is not installed (Debian: apt-get install postgresql-client-{major})")
+    return found
 
 
 async def dump(url: str) -> str:
     """The normalised schema of the database at `url`."""
+    conn = await asyncpg.connect(url)
+    try:
+        major = conn.get_server_version().major
+    finally:
+        await conn.close()
     parts = urlsplit(url)
     env = {**os.environ, "PGPASSWORD": parts.password or ""}  # not on the command line, where ps shows it
     netloc = (
@@ -62,7 +69,7 @@ async def dump(url: str) -> str:
         + (f":{parts.port}" if parts.port else "")
     )
     command = [
-        _pg_dump(),
+        _pg_dump(major),
         "--schema-only",
         "--no-owner",
         "--no-privileges",
@@ -79,7 +86,9 @@ async def current_schema(admin_url: str) -> str:
     """The schema every migration adds up to, from a throw-away database on `admin_url`'s server."""
     try:
         name = await create_database(admin_url, "wt_schema")
-    except (OSError, asyncpg.PostgresError) as e:
+    except Exception as e:
+        if not postgres_failed(e):
+            raise
         raise DatabaseUnavailable(f"cannot make a throw-away database at {describe(admin_url)}: {e}") from e
     try:
         conn = await asyncpg.connect(with_database(admin_url, name))

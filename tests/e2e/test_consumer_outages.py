@@ -53,8 +53,10 @@ async def test_a_consumer_is_not_ready_while_kafka_is_away_and_ready_again_after
         if logger.running():
             logger.kill()
     out = logger.output()
-    # One line when Kafka went away and one when it came back, not one per attempt.
-    assert out.count("lost Kafka") == 1 and out.count("Kafka answers again") == 1, out
+    # A line when Kafka went away and one when it came back (a broker that flaps while it stops or starts may
+    # give another pair), not one per attempt: it was asked every 2 s of the outage.
+    lost, back = out.count("lost Kafka"), out.count("Kafka answers again")
+    assert 1 <= lost <= 2 and back == lost and out.index("lost Kafka") < out.index("Kafka answers again"), out
 
 
 async def publish(bootstrap: str, topic: str, event: StatusChanged) -> None:

@@ -1,51 +1,55 @@
 """The one logging setup: readable lines by default, JSON lines with LOG_FORMAT=json, context fields included."""
 
+import io
 import json
 import logging
-from collections.abc import Iterator
-
-import pytest
+import subprocess
+import sys
+from collections.abc import Callable
 
 from common import logs
+from common.settings import LogFormat
 
 
-@pytest.fixture
-def root_handlers() -> Iterator[None]:
-    """setup() replaces the root logger's handlers: put pytest's back afterwards."""
-    root = logging.getLogger()
-    saved, level = root.handlers[:], root.level
-    yield
-    root.handlers[:], root.level = saved, level
+def logged(log_format: LogFormat, write: Callable[[logging.Logger], None]) -> list[str]:
+    """What a logger with the setup's handler writes while `write(log)` runs."""
+    out = io.StringIO()
+    log = logging.getLogger(f"test.{log_format}")
+    log.propagate, log.level = False, logging.INFO
+    log.handlers[:] = [logs.handler(log_format, out)]
+    write(log)
+    return out.getvalue().splitlines()
 
 
-def test_json_lines_carry_time_level_logger_message_and_the_context(
-    root_handlers: None, capsys: pytest.CaptureFixture[str]
-) -> None:
-    logs.setup("json")
-    log = logging.getLogger("consumers.runner")
-    log.warning("skipped the message at partition %d, offset %d: %s", 2, 17, "not JSON",
-                extra={"partition": 2, "offset": 17})  # fmt: skip
-    try:
-        raise ValueError("boom")
-    except ValueError:
-        log.exception("it failed")
-    first, second = (json.loads(line) for line in capsys.readouterr().err.splitlines())
+def test_json_lines_carry_time_level_logger_message_and_the_context() -> None:
+    def write(log: logging.Logger) -> None:
+        log.warning("skipped the message at partition %d, offset %d: %s", 2, 17, "not JSON",
+                    extra={"partition": 2, "offset": 17})  # fmt: skip
+        try:
+            raise ValueError("boom")
+        except ValueError:
+            log.exception("it failed")
+
+    first, second = (json.loads(line) for line in logged("json", write))
     assert first.keys() == {"time", "level", "logger", "message", "partition", "offset"}
-    assert first["level"] == "WARNING" and first["logger"] == "consumers.runner"
+    assert first["level"] == "WARNING" and first["logger"] == "test.json"
     assert first["message"] == "skipped the message at partition 2, offset 17: not JSON"
     assert (first["partition"], first["offset"]) == (2, 17)
     assert first["time"].endswith("Z") and first["time"][10] == "T"
     assert second["message"] == "it failed" and "ValueError: boom" in second["exception"]
 
 
-def test_text_lines_are_for_people(root_handlers: None, capsys: pytest.CaptureFixture[str]) -> None:
-    logs.setup()
-    logging.getLogger("bridge.relay").warning("Kafka unavailable, retrying: %s", "KafkaConnectionError")
-    (line,) = capsys.readouterr().err.splitlines()
-    assert line.endswith(" WARNING bridge.relay: Kafka unavailable, retrying: KafkaConnectionError")
+def test_text_lines_are_for_people() -> None:
+    (line,) = logged("text", lambda log: log.warning("Kafka unavailable, retrying: %s", "KafkaConnectionError"))
+    assert line.endswith(" WARNING test.text: Kafka unavailable, retrying: KafkaConnectionError")
 
 
-def test_aiokafka_is_quiet(root_handlers: None, capsys: pytest.CaptureFixture[str]) -> None:
-    logs.setup()
-    logging.getLogger("aiokafka.conn").error("Unable connect to node with id 1")
-    assert capsys.readouterr().err == ""
+def test_the_setup_logs_to_stderr_and_keeps_aiokafka_quiet() -> None:
+    script = (
+        "import logging; from common import logs; logs.setup('json'); "
+        "logging.getLogger('aiokafka.conn').error('Unable connect to node with id 1'); "
+        "logging.getLogger('bridge.relay').info('leader: publishing')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
+    assert done.stdout == ""
+    assert [json.loads(line)["message"] for line in done.stderr.splitlines()] == ["leader: publishing"]
