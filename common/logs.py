@@ -1,10 +1,15 @@
 """The one logging setup of every process: readable lines by default, JSON lines with LOG_FORMAT=json.
 
 A line's context goes in `extra` (`log.warning("skipped …", extra={"partition": 2, "offset": 17})`): the readable
-line says it in its words, the JSON line also carries it as fields."""
+line says it in its words, the JSON line also carries it as fields.
+
+No API key reaches a log line, whoever writes it (uvicorn writes a WebSocket's path with its query string, and
+the access log every request's): a key is cut to the prefix the database keeps of it (`wt_` and 7 more
+characters, enough to tell keys apart), and an `access_token=` that is not a key is cut whole."""
 
 import json
 import logging
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
@@ -12,8 +17,31 @@ from typing import Any, TextIO
 from common.settings import LogFormat
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+KEY_KEPT = 10  # the characters of a key the database stores as its prefix (api/auth.py), so also shown in listings
+_KEY = re.compile(r"\bwt_[A-Za-z0-9_-]+")
+_ACCESS_TOKEN = re.compile(r"(access_token=)([^&\s\"']*)")
 # The attributes every LogRecord has: anything else on a record came in `extra`.
 _STANDARD = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "color_message"}
+
+
+def redacted(text: str) -> str:
+    """`text` with every API key cut to its stored prefix, and every other `access_token=` value cut whole."""
+    text = _ACCESS_TOKEN.sub(lambda m: m[1] + (m[2] if m[2].startswith("wt_") else "…"), text)
+    return _KEY.sub(lambda m: m[0][:KEY_KEPT] + "…", text)
+
+
+class Redacting(logging.Filter):
+    """Redacts each record's message (its arguments included) and traceback before any handler writes it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if "wt_" in message or "access_token" in message:
+            record.msg, record.args = redacted(message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redacted(record.exc_text)
+        return True
 
 
 class JsonLines(logging.Formatter):
@@ -30,8 +58,8 @@ class JsonLines(logging.Formatter):
             "message": record.getMessage(),
         }
         line |= {key: value for key, value in vars(record).items() if key not in _STANDARD}
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
+        if record.exc_info or record.exc_text:
+            line["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
         return json.dumps(line, ensure_ascii=False, default=str)
 
 
@@ -39,6 +67,7 @@ def handler(log_format: LogFormat, stream: TextIO) -> logging.Handler:
     """A handler writing to `stream` in `log_format`."""
     written = logging.StreamHandler(stream)
     written.setFormatter(JsonLines() if log_format == "json" else logging.Formatter(TEXT))
+    written.addFilter(Redacting())
     return written
 
 

@@ -53,3 +53,22 @@ def test_the_setup_logs_to_stderr_and_keeps_aiokafka_quiet() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=30, check=True)
     assert done.stdout == ""
     assert [json.loads(line)["message"] for line in done.stderr.splitlines()] == ["leader: publishing"]
+
+
+def test_a_key_is_cut_to_its_stored_prefix_in_messages_arguments_and_tracebacks() -> None:
+    key = "wt_" + "AbCdEfG" + "hIjKlMnOpQrStUvWxYz0123456789-_abcdefghij"
+
+    def write(log: logging.Logger) -> None:
+        log.info('%s - "WebSocket %s" [accepted]', "127.0.0.1:5000", f"/ws/status-changes?access_token={key}")
+        log.info("GET /status-changes/stream?access_token=%s&product_id=1", "not-a-key")
+        try:
+            raise ValueError(f"bad key {key}")
+        except ValueError:
+            log.exception("failed")
+
+    lines = logged("text", write)
+    text = "\n".join(lines)
+    assert key[10:18] not in text and "not-a-key" not in text
+    assert '"WebSocket /ws/status-changes?access_token=wt_AbCdEfG…" [accepted]' in lines[0]
+    assert lines[1].endswith("GET /status-changes/stream?access_token=…&product_id=1")
+    assert "ValueError: bad key wt_AbCdEfG…" in text
