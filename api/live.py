@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 
 from api.problems import ApiError
 from bridge.events import StatusChanged
+from common import kafka
 from common.retry import Backoff, StateLog, retry
 from consumers.events import events_of
 
@@ -129,10 +130,16 @@ class LiveFeed:
             self.ready.set()
             self.backoff.reset()
             self.state(f"live feed: reading {self.topic}")
-            while True:
-                batches = await consumer.getmany(timeout_ms=1000)
-                for _, event in events_of(itertools.chain(*batches.values()), log):
-                    self._deliver(event)
+            # Through an outage the consumer just reads nothing: the watch says when Kafka goes and comes back.
+            watching = asyncio.create_task(kafka.watch(consumer, lambda ok: None, log, "live feed: "))
+            try:
+                while True:
+                    batches = await consumer.getmany(timeout_ms=1000)
+                    for _, event in events_of(itertools.chain(*batches.values()), log):
+                        self._deliver(event)
+            finally:
+                watching.cancel()
+                await asyncio.gather(watching, return_exceptions=True)
         finally:
             with contextlib.suppress(Exception):
                 await consumer.stop()

@@ -5,7 +5,8 @@
 - `common.retry`: surviving an outage: the backoff, the retry loop, one log line per outage;
 - `common.stopping`: SIGINT/SIGTERM as a stop event, and work that gives way to it;
 - `common.metrics`: each process's Prometheus registry, and its /metrics, /healthz and /readyz endpoints;
-- `common.logs`: the one logging setup: readable lines, or JSON lines with LOG_FORMAT=json.
+- `common.logs`: the one logging setup: readable lines, or JSON lines with LOG_FORMAT=json; no API key in any;
+- `common.kafka`: whether Kafka answers, for the processes that read it.
 
 What "the PostgreSQL connection is lost" and "worth a retry" mean is `db.errors`.
 """

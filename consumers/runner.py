@@ -5,7 +5,7 @@ schema_version is skipped and reported (a metric and a log line naming partition
 finish the batch in hand and stop.
 
 Which partitions the consumer holds it learns from the group's rebalances (a ConsumerRebalanceListener); it is
-ready (/readyz) while it holds some and Kafka answers, which it checks every KAFKA_CHECK_S."""
+ready (/readyz) while it holds some and Kafka answers (common/kafka.py asks every 2 s)."""
 
 import asyncio
 import itertools
@@ -18,18 +18,16 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from bridge.events import StatusChanged
-from common import logs
+from common import kafka, logs
 from common.metrics import new_registry, serve
 from common.retry import Backoff, StateLog, retry
-from common.stopping import Stopped, pause, stop_on_signals, unless_stopped
+from common.stopping import Stopped, stop_on_signals, unless_stopped
 from consumers.config import ConsumerSettings
 from consumers.events import events_of
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
 START_RETRY_S = 2.0
-KAFKA_CHECK_S = 2.0
-KAFKA_CHECK_TIMEOUT_S = 5.0
 Handler = Callable[[list[tuple[Any, StatusChanged]]], Awaitable[None]]
 
 
@@ -48,6 +46,9 @@ class ConsumerMetrics:
         )
         self.partitions: frozenset[int] = frozenset()
         self.kafka_ok = False
+
+    def kafka_answers(self, ok: bool) -> None:
+        self.kafka_ok = ok
 
     def readiness(self) -> tuple[bool, dict[str, object]]:
         return bool(self.partitions) and self.kafka_ok, {"partitions": sorted(self.partitions), "kafka": self.kafka_ok}
@@ -94,22 +95,6 @@ async def _start(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, stop: asy
     metrics.kafka_ok = True
 
 
-async def _watch_kafka(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, stop: asyncio.Event) -> None:
-    """Asks Kafka for its metadata every KAFKA_CHECK_S: the consumer keeps its partitions through an outage, and
-    only this tells that Kafka is gone. One line when it goes, one when it is back."""
-    state = StateLog(log)
-    while not await pause(stop, KAFKA_CHECK_S):
-        try:
-            await asyncio.wait_for(consumer.topics(), KAFKA_CHECK_TIMEOUT_S)
-        except Exception as e:  # KafkaError, TimeoutError, or whatever else a lost broker raises
-            metrics.kafka_ok = False
-            state("lost Kafka", f"{type(e).__name__}; not ready until it answers", logging.WARNING)
-        else:
-            metrics.kafka_ok = True
-            if state.state:
-                state("Kafka answers again")
-
-
 async def consume(
     settings: ConsumerSettings,
     handler: Handler,
@@ -130,7 +115,7 @@ async def consume(
             await _start(consumer, metrics, stop)
         except Stopped:
             return
-        watching = asyncio.create_task(_watch_kafka(consumer, metrics, stop), name="watch-kafka")
+        watching = asyncio.create_task(kafka.watch(consumer, metrics.kafka_answers, log, stop=stop), name="watch-kafka")
         announced = False
         try:
             while not stop.is_set():

@@ -1,15 +1,21 @@
-"""A consumer through a Kafka outage, on a stack of this module's own (stopping the shared one would break the
-other tests): not ready while the broker is away, ready again once it is back, and still reading."""
+"""Kafka's readers through a Kafka outage, on a stack of this module's own (stopping the shared one would break the
+other tests): a consumer is not ready while the broker is away, ready again once it is back, and still reading; the
+API's live feed says so once each way."""
 
 import asyncio
 import os
 import uuid
 from pathlib import Path
 
+import asyncpg
+import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from api.auth import Role, create_key
 from bridge.events import StatusChanged
+from db.migrate import migrate
+from db.scratch import create_database, drop_database, with_database
 from tests.private_stack import Stack
 from tests.service_process import ServiceProcess, wait_until
 from tests.topic import create_topic
@@ -66,3 +72,49 @@ async def publish(bootstrap: str, topic: str, event: StatusChanged) -> None:
         await producer.send_and_wait(topic, event.value(), key=event.key)
     finally:
         await producer.stop()
+
+
+async def test_the_api_live_feed_says_once_that_kafka_is_lost_and_once_that_it_is_back(
+    outage_stack: Stack, tmp_path: Path
+) -> None:
+    topic = f"outage.{uuid.uuid4().hex[:8]}.status-changes"
+    await create_topic(outage_stack.bootstrap, topic)
+    name = await create_database(outage_stack.database_url, "wt_live")
+    url = with_database(outage_stack.database_url, name)
+    conn = await asyncpg.connect(url)
+    try:
+        await migrate(conn)
+        key, _ = await create_key(conn, "viewer", Role.viewer)
+    finally:
+        await conn.close()
+    env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": outage_stack.bootstrap, "KAFKA_TOPIC": topic,
+           "API_HOST": "127.0.0.1"}  # fmt: skip
+    api = ServiceProcess(["api"], env, tmp_path / "api.log", "API_PORT").start()
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.metrics_port}", timeout=60) as client:
+            await wait_until(lambda: answers(client), "the API to start", 30)
+            async with client.stream("GET", f"/status-changes/stream?access_token={key}") as stream:
+                assert stream.status_code == 200
+                await wait_until(lambda: api.printed("live feed: reading"), "the live feed to read", 30)
+                await asyncio.to_thread(outage_stack.stack_sh, "stop", "kafka")
+                await wait_until(lambda: api.printed("live feed: lost Kafka"), "the feed to say Kafka is lost", 30)
+                await asyncio.sleep(10)  # an outage of some length: a line per attempt would show
+                await asyncio.to_thread(outage_stack.stack_sh, "start")
+                await wait_until(
+                    lambda: api.printed("live feed: Kafka answers again"), "the feed to say it is back", 60
+                )
+        assert api.terminate() == 0
+    finally:
+        if api.running():
+            api.kill()
+        await drop_database(outage_stack.database_url, name)
+    out = api.output()
+    assert out.count("live feed: lost Kafka") == 1 and out.count("live feed: Kafka answers again") == 1, out
+    assert "aiokafka" not in out, out  # before: an ERROR line per retry, ~40 a second
+
+
+async def answers(client: httpx.AsyncClient) -> bool:
+    try:
+        return (await client.get("/healthz")).status_code == 200
+    except httpx.TransportError:
+        return False
