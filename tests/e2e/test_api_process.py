@@ -19,16 +19,21 @@ from tests.private_stack import free_port
 pytestmark = pytest.mark.e2e
 
 
+def local_admin_key(env: dict[str, str], folder: Path) -> str:
+    """`python -m api local-admin-key`, as `make up` runs it: the key it prints."""
+    made = subprocess.run(
+        [sys.executable, "-m", "api", "local-admin-key", "--file", str(folder / "key")],
+        env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    return made.stdout.splitlines()[-1]
+
+
 def test_the_api_process_serves_with_the_local_admin_key_and_stops_on_sigterm(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "API_HOST": "127.0.0.1"}
-    made = subprocess.run(
-        [sys.executable, "-m", "api", "local-admin-key", "--file", str(tmp_path / "key")],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    key = made.stdout.splitlines()[-1]
+    key = local_admin_key(env, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
@@ -70,11 +75,7 @@ async def test_no_api_key_reaches_a_log_line_even_with_the_access_log_on(
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "API_HOST": "127.0.0.1",
            "API_ACCESS_LOG": "true", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic}  # fmt: skip
-    made = subprocess.run(
-        [sys.executable, "-m", "api", "local-admin-key", "--file", str(tmp_path / "key")],
-        env=env, capture_output=True, text=True, check=True,
-    )  # fmt: skip
-    admin = made.stdout.splitlines()[-1]
+    admin = local_admin_key(env, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/status-changes"
     unknown = "wt_" + "Q" * 43  # looks like a key, is none
