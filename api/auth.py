@@ -15,9 +15,9 @@ from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.problems import ApiError, Forbidden, Unauthenticated, problem_response
+from common.keys import KEY_PREFIX, KEY_PREFIX_LENGTH
 from db.queries import queries
 
-KEY_PREFIX = "wt_"
 _MAX_KEY_LENGTH = 200
 
 
@@ -41,7 +41,7 @@ def key_hash(key: str) -> bytes:
 async def create_key(conn: asyncpg.Connection, name: str, role: Role) -> tuple[str, asyncpg.Record]:
     """A new key for `name` with `role`: the key itself (shown once) and its stored row (hash and prefix only)."""
     key = new_key()
-    row = await conn.fetchrow(queries("api")["create_api_key"], name, role, key_hash(key), key[:10])
+    row = await conn.fetchrow(queries("api")["create_api_key"], name, role, key_hash(key), key[:KEY_PREFIX_LENGTH])
     assert row is not None
     return key, row
 

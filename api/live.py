@@ -131,7 +131,7 @@ class LiveFeed:
             self.backoff.reset()
             self.state(f"live feed: reading {self.topic}")
             # Through an outage the consumer just reads nothing: the watch says when Kafka goes and comes back.
-            watching = asyncio.create_task(kafka.watch(consumer, lambda ok: None, log, "live feed: "))
+            watching = asyncio.create_task(kafka.watch(consumer, log, what="live feed: "))
             try:
                 while True:
                     batches = await consumer.getmany(timeout_ms=1000)

@@ -6,7 +6,8 @@
 - `common.stopping`: SIGINT/SIGTERM as a stop event, and work that gives way to it;
 - `common.metrics`: each process's Prometheus registry, and its /metrics, /healthz and /readyz endpoints;
 - `common.logs`: the one logging setup: readable lines, or JSON lines with LOG_FORMAT=json; no API key in any;
-- `common.kafka`: whether Kafka answers, for the processes that read it.
+- `common.kafka`: whether Kafka answers, for the processes that read it;
+- `common.keys`: the API key's format, which the API makes keys in and the logs redact by.
 
 What "the PostgreSQL connection is lost" and "worth a retry" mean is `db.errors`.
 """

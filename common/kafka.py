@@ -18,8 +18,8 @@ CHECK_TIMEOUT_S = 5.0
 
 async def watch(
     consumer: AIOKafkaConsumer,
-    answers: Callable[[bool], None],
     log: logging.Logger,
+    answers: Callable[[bool], None] = lambda ok: None,
     what: str = "",
     stop: asyncio.Event | None = None,
 ) -> None:

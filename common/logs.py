@@ -14,11 +14,11 @@ import sys
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from common.keys import KEY_PREFIX, KEY_PREFIX_LENGTH
 from common.settings import LogFormat
 
 TEXT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-KEY_KEPT = 10  # the characters of a key the database stores as its prefix (api/auth.py), so also shown in listings
-_KEY = re.compile(r"\bwt_[A-Za-z0-9_-]+")
+_KEY = re.compile(rf"\b{KEY_PREFIX}[A-Za-z0-9_-]+")
 _ACCESS_TOKEN = re.compile(r"(access_token=)([^&\s\"']*)")
 # The attributes every LogRecord has: anything else on a record came in `extra`.
 _STANDARD = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "color_message"}
@@ -26,8 +26,8 @@ _STANDARD = {*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", 
 
 def redacted(text: str) -> str:
     """`text` with every API key cut to its stored prefix, and every other `access_token=` value cut whole."""
-    text = _ACCESS_TOKEN.sub(lambda m: m[1] + (m[2] if m[2].startswith("wt_") else "…"), text)
-    return _KEY.sub(lambda m: m[0][:KEY_KEPT] + "…", text)
+    text = _ACCESS_TOKEN.sub(lambda m: m[1] + (m[2] if m[2].startswith(KEY_PREFIX) else "…"), text)
+    return _KEY.sub(lambda m: m[0][:KEY_PREFIX_LENGTH] + "…", text)
 
 
 class Redacting(logging.Filter):
@@ -35,8 +35,9 @@ class Redacting(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         message = record.getMessage()
-        if "wt_" in message or "access_token" in message:
-            record.msg, record.args = redacted(message), None
+        if KEY_PREFIX in message or "access_token" in message:
+            message = redacted(message)
+        record.msg, record.args = message, None  # formatted once: the formatter's getMessage() has nothing left to do
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -58,8 +59,8 @@ class JsonLines(logging.Formatter):
             "message": record.getMessage(),
         }
         line |= {key: value for key, value in vars(record).items() if key not in _STANDARD}
-        if record.exc_info or record.exc_text:
-            line["exception"] = record.exc_text or self.formatException(record.exc_info)  # type: ignore[arg-type]
+        if record.exc_text:  # Redacting made it from exc_info
+            line["exception"] = record.exc_text
         return json.dumps(line, ensure_ascii=False, default=str)
 
 

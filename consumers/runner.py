@@ -92,7 +92,7 @@ async def _start(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, stop: asy
     )
     if state.state:
         log.info("Kafka is reachable again")
-    metrics.kafka_ok = True
+    metrics.kafka_answers(True)
 
 
 async def consume(
@@ -115,7 +115,7 @@ async def consume(
             await _start(consumer, metrics, stop)
         except Stopped:
             return
-        watching = asyncio.create_task(kafka.watch(consumer, metrics.kafka_answers, log, stop=stop), name="watch-kafka")
+        watching = asyncio.create_task(kafka.watch(consumer, log, metrics.kafka_answers, stop=stop), name="watch-kafka")
         announced = False
         try:
             while not stop.is_set():

@@ -76,7 +76,9 @@ class Log:
             await self.conn.execute(queries("consumers")["store_events"], *columns)
 
         def lost(e: Exception, delay: float) -> None:
-            self.conn = None
+            if self.conn is not None:  # made anew for the next attempt; this one may be broken
+                self.conn.terminate()
+                self.conn = None
             self.state(
                 f"cannot store {len(events)} events", f"{e}; retrying until PostgreSQL takes them", logging.WARNING,
                 events=len(events),
