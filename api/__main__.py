@@ -16,6 +16,7 @@ from pathlib import Path
 import uvicorn
 from pydantic import ValidationError
 
+from api import server
 from api.app import create_app
 from api.auth import Role, create_key, key_hash
 from api.config import ApiSettings
@@ -125,13 +126,10 @@ def main(argv: list[str] | None = None) -> int:
     logs.setup(settings.log_format)
     app = create_app(settings)
     # log_config=None: uvicorn's lines go through the process's own logging setup.
-    config = uvicorn.Config(
-        app, host=settings.api_host, port=settings.api_port, log_config=None, log_level="info",
-        access_log=settings.api_access_log, timeout_graceful_shutdown=SHUTDOWN_GRACE_S,
-    )  # fmt: skip
-    server = _Server(config, app.state.live)
-    server.run()
-    return 0 if server.started else 1
+    config = server.config(app, settings, log_config=None, log_level="info", timeout_graceful_shutdown=SHUTDOWN_GRACE_S)
+    running = _Server(config, app.state.live)
+    running.run()
+    return 0 if running.started else 1
 
 
 if __name__ == "__main__":

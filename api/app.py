@@ -18,6 +18,7 @@ from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
 from api.routes import balances, catalog, dashboard, health, history, keys, live, operations
 from api.store import Store
+from common.metrics import serve
 
 log = logging.getLogger(__name__)
 FORGET_EVERY_S = 3600.0
@@ -46,6 +47,17 @@ def create_app(settings: ApiSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with Store.open(settings.database_url, settings.api_pool_size, settings.api_statement_timeout) as store:
             app.state.store = store
+            try:
+                metrics_server = await serve(
+                    app.state.metrics.registry, lambda: health.readiness(app),
+                    settings.api_metrics_host, settings.api_metrics_port,
+                )  # fmt: skip
+            except OSError as e:
+                log.error(
+                    "cannot serve metrics on %s:%d: %s (set API_METRICS_PORT)",
+                    settings.api_metrics_host, settings.api_metrics_port, e,
+                )  # fmt: skip
+                raise
             forgetting = asyncio.create_task(
                 forget_idempotency_keys(store, settings.api_idempotency_hours), name="forget-idempotency-keys"
             )
@@ -53,6 +65,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 yield
             finally:
                 await app.state.live.close()
+                metrics_server.close()
                 forgetting.cancel()
                 await asyncio.gather(forgetting, return_exceptions=True)
 
@@ -70,8 +83,8 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(AuthMiddleware, keys=app.state.keys)
-    # The outermost: it counts every answer, the middlewares' own 401s and 413s too (as route `unmatched`: they
-    # answer before routing).
+    # The outermost: it counts every answer, the middlewares' own 401s and 413s too (under the route the path
+    # would have reached).
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
 
     def openapi() -> dict[str, Any]:

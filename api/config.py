@@ -11,6 +11,11 @@ class ApiSettings(DatabaseSettings, KafkaSettings):
     """Address the API listens on."""
     api_port: int = Field(default=8000, ge=1, le=65535)
     """Port the API listens on (OpenAPI docs at /docs)."""
+    api_metrics_host: str = "127.0.0.1"
+    """Address of the API's /metrics (and /healthz, /readyz again): loopback by default, off public interfaces; a
+    container sets 0.0.0.0 and publishes nothing."""
+    api_metrics_port: int = Field(default=9109, ge=1, le=65535)
+    """Port of the API's /metrics, /healthz and /readyz, apart from the API's own: no key, no PostgreSQL needed."""
     api_pool_size: int = Field(default=10, ge=1, le=200)
     """Most PostgreSQL connections the API holds; requests beyond it queue for one."""
     api_statement_timeout: float = Field(default=30.0, gt=0, le=3600)
@@ -21,5 +26,12 @@ class ApiSettings(DatabaseSettings, KafkaSettings):
     """One log line per request. Off by default: /metrics counts requests by route and status code."""
     api_live_queue: int = Field(default=1000, ge=1, le=100_000)
     """Events a live client may fall behind by; past it, it is dropped with a reason (others are not slowed)."""
+    api_header_timeout: float = Field(default=10.0, gt=0, le=600)
+    """Seconds a connection has to send a request's headers (from opening, or from its previous response); else it
+    gets a 408 and is closed."""
+    api_body_timeout: float = Field(default=30.0, gt=0, le=600)
+    """Seconds a request has to send its body once its headers are in; else a 408 and the connection closed."""
+    api_max_connections: int = Field(default=1000, ge=1, le=100_000)
+    """Most connections open at once, live streams included; a new one beyond it gets a 503 and is closed."""
     api_idempotency_hours: int = Field(default=24, ge=1, le=24 * 90)
     """How long a write's Idempotency-Key is remembered (its result is replayed to a retry)."""

@@ -88,6 +88,11 @@ class LiveFeed:
         self.subscriptions.add(subscription)
         return subscription
 
+    def health(self) -> str:
+        if self._task is None:
+            return "not used yet"
+        return "ok" if self.ready.is_set() else "the live feed cannot reach Kafka; it keeps trying"
+
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
 

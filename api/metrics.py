@@ -6,6 +6,7 @@ from typing import Any
 from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from api.paths import template_of
 from common.metrics import exposition, new_registry
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
@@ -49,7 +50,8 @@ class RequestMetrics:
 
 class MetricsMiddleware:
     """Counts every HTTP request under its route's path template (`/balances/product/{product_id}`), so label
-    values stay few; a path no route matches counts as `unmatched`."""
+    values stay few, also when a middleware answered before routing (a 401, a 413, a 503 while PostgreSQL is
+    down); a path no route matches counts as `unmatched`."""
 
     def __init__(self, app: ASGIApp, metrics: RequestMetrics) -> None:
         self.app = app
@@ -72,7 +74,7 @@ class MetricsMiddleware:
             await self.app(scope, receive, sending)
         finally:
             route: Any = scope.get("route")
-            path = getattr(route, "path", None) or "unmatched"
+            path = getattr(route, "path", None) or template_of(scope["app"], scope["path"]) or "unmatched"
             method = scope["method"] if scope["method"] in _METHODS else "other"
             self.metrics.observe(method, path, status, time.perf_counter() - started)
 

@@ -202,6 +202,10 @@ class NewApiKey(ApiKey):
 
 class Health(BaseModel):
     status: Literal["ok", "ready"]
+    postgresql: str | None = None
+    """/readyz: "ok"."""
+    kafka: str | None = None
+    """/readyz: "ok", "not used yet" (no live stream has been opened) or why the live streams cannot read it."""
 
 
 class StatusChangeRecord(BaseModel):

@@ -4,7 +4,6 @@ Code raises an `ApiError` subclass; the handlers here turn it, FastAPI's validat
 errors into problem responses. Nothing else reaches the client: an unexpected exception is a logged 500."""
 
 import logging
-import re
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -13,6 +12,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.paths import methods_of
 
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger(__name__)
@@ -144,24 +145,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     headers = dict(exc.headers) if exc.headers else {}
     if exc.status_code == 405:
         # Starlette names only the methods of the first route with this path; a path can have several.
-        headers["Allow"] = ", ".join(_allowed_methods(request.app, request.url.path))
+        headers["Allow"] = ", ".join(methods_of(request.app, request.url.path))
     return problem_response(
         exc.status_code, _HTTP_TYPES.get(exc.status_code, "about:blank"), _title(exc.status_code), str(exc.detail),
         headers or None,
     )  # fmt: skip
-
-
-_DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
-
-
-def _allowed_methods(app: FastAPI, path: str) -> list[str]:
-    if path in _DOCS:
-        return ["GET"]
-    methods: set[str] = set()
-    for template, operations in app.openapi()["paths"].items():
-        if re.fullmatch(re.sub(r"\\{[^/]+?\\}", "[^/]+", re.escape(template)), path):
-            methods.update(m.upper() for m in operations)
-    return sorted(methods)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,7 @@ import asyncpg
 from pydantic import BaseModel
 
 from api.problems import DatabaseUnavailable, IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse
-from db.errors import connection_lost, retry_reason
+from db.errors import connection_lost, lost_because, retry_reason
 from db.queries import queries
 
 Q = queries("api")
@@ -31,7 +31,7 @@ async def translated() -> AsyncIterator[None]:
         if not isinstance(e, asyncpg.PostgresError):
             if connection_lost(e):
                 raise DatabaseUnavailable(
-                    f"PostgreSQL cannot be reached ({type(e).__name__}); try again", headers={"Retry-After": "1"}
+                    f"PostgreSQL cannot be reached: {lost_because(e)}; try again", headers={"Retry-After": "1"}
                 ) from e
             raise
         sqlstate = getattr(e, "sqlstate", None)

@@ -2,14 +2,15 @@
 
 Every process keeps its metrics in a registry of its own (prometheus_client), which also holds the library's
 process metrics: resident memory, CPU seconds, open file descriptors (`process_*`), and the interpreter's
-(`python_*`). The bridge and each consumer serve it with `serve` on a port of their own: `/metrics`, `/healthz`
-(the process is alive) and `/readyz` (it can do its work: 200 or 503, with the details as JSON). The API serves its
-registry on its own routes (api/routes/health.py)."""
+(`python_*`). Every process serves it with `serve` on a port of its own, apart from its work (so it answers while
+PostgreSQL or Kafka is down, and needs no key): `/metrics`, `/healthz` (the process is alive) and `/readyz` (it
+can do its work: 200 or 503, with the details as JSON)."""
 
 import asyncio
+import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from prometheus_client import (
     CONTENT_TYPE_PLAIN_0_0_4,
@@ -28,8 +29,8 @@ REQUEST_TIMEOUT_S = 5.0
 # Without this every counter and histogram has a second series, `…_created`, which nothing here reads.
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
-Readiness = Callable[[], tuple[bool, dict[str, object]]]
-"""Whether the process can do its work now, and the details /readyz shows."""
+Readiness = Callable[[], tuple[bool, dict[str, object]] | Awaitable[tuple[bool, dict[str, object]]]]
+"""Whether the process can do its work now, and the details /readyz shows (a function, or a coroutine's)."""
 
 
 def new_registry() -> CollectorRegistry:
@@ -63,7 +64,8 @@ async def serve(registry: CollectorRegistry, readiness: Readiness, host: str, po
             elif path == "/healthz":
                 status, body, ctype = "200 OK", b"ok\n", "text/plain"
             elif path == "/readyz":
-                ready, detail = readiness()
+                answer = readiness()
+                ready, detail = await answer if inspect.isawaitable(answer) else answer
                 status = "200 OK" if ready else "503 Service Unavailable"
                 body, ctype = json.dumps(detail).encode() + b"\n", "application/json"
             else:

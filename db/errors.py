@@ -45,6 +45,24 @@ def connection_lost(e: BaseException) -> bool:
     return isinstance(e, _LOST) or (type(e) is asyncpg.InterfaceError and str(e).startswith(_CLOSED))
 
 
+def lost_because(e: BaseException) -> str:
+    """Why PostgreSQL is out of reach, in words for a person (no exception class names): for a `connection_lost`
+    error."""
+    if isinstance(e, asyncpg.CannotConnectNowError):
+        return "it is starting up"
+    if isinstance(e, asyncpg.AdminShutdownError | asyncpg.CrashShutdownError):
+        return "it is shutting down"
+    if isinstance(e, TimeoutError):
+        return "no answer in time"
+    if isinstance(e, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(e, OSError):
+        return (e.strerror or str(e) or "network error").lower()
+    if isinstance(e, asyncpg.PostgresConnectionError):
+        return f"the connection failed: {e}"
+    return "the connection was lost"
+
+
 def postgres_failed(e: BaseException) -> bool:
     """Any failure of PostgreSQL's or of its driver's: out of reach, the connection lost, a statement refused."""
     return connection_lost(e) or isinstance(e, asyncpg.PostgresError | asyncpg.InterfaceError)

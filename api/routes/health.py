@@ -1,17 +1,42 @@
-"""For operators and orchestrators: liveness, readiness and Prometheus metrics."""
+"""For operators and orchestrators: liveness and readiness. (Prometheus metrics are on a port of their own,
+API_METRICS_PORT, with /healthz and /readyz again: see api/app.py.)"""
 
 import asyncio
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Request
 
 from api.models import Health
 from api.problems import DatabaseUnavailable, responses
-from api.routes.common import store
-from common.metrics import CONTENT_TYPE
 from db.migrate import discover
 
 router = APIRouter(tags=["operations of the service"])
 READY_TIMEOUT_S = 2.0
+
+
+async def readiness(app: Any) -> tuple[bool, dict[str, object]]:
+    """Ready when PostgreSQL answers within 2 s and has every migration this code knows. Kafka, which only the live
+    streams need, is reported but not required. Each dependency: "ok" or why not, in words."""
+    store, newest = app.state.store, discover()[-1]
+
+    async def migrated() -> bool:
+        return bool(
+            await store.fetchval("migrations_table_exists") and await store.fetchval("migrated_to", newest.version)
+        )
+
+    try:
+        ok = await asyncio.wait_for(migrated(), READY_TIMEOUT_S)
+        postgresql = "ok" if ok else f"PostgreSQL lacks migration {newest.name}: run `python -m db migrate`"
+    except TimeoutError:
+        postgresql = f"PostgreSQL did not answer within {READY_TIMEOUT_S:g} s"
+    except DatabaseUnavailable as e:
+        postgresql = e.detail
+    ready = postgresql == "ok"
+    return ready, {
+        "status": "ready" if ready else "unready",
+        "postgresql": postgresql,
+        "kafka": app.state.live.health(),
+    }
 
 
 @router.get("/healthz")
@@ -22,30 +47,11 @@ async def healthz() -> Health:
 
 @router.get("/readyz", responses={503: responses(DatabaseUnavailable)[503]})
 async def readyz(request: Request) -> Health:
-    """PostgreSQL answers (within 2 s) and has every migration this code knows. No key needed."""
-    db, newest = store(request), discover()[-1]
-
-    async def migrated() -> bool:
-        return bool(await db.fetchval("migrations_table_exists") and await db.fetchval("migrated_to", newest.version))
-
-    try:
-        ready = await asyncio.wait_for(migrated(), READY_TIMEOUT_S)
-    except TimeoutError as e:
-        raise DatabaseUnavailable(
-            f"PostgreSQL did not answer within {READY_TIMEOUT_S:g} s", headers={"Retry-After": "1"}
-        ) from e
+    """PostgreSQL answers (within 2 s) and has every migration this code knows; `postgresql` and `kafka` say how
+    each dependency is ("ok", or why not). No key needed."""
+    ready, state = await readiness(request.app)
     if not ready:
-        raise DatabaseUnavailable(f"the database lacks migration {newest.name}: run `python -m db migrate`")
-    return Health(status="ready")
-
-
-@router.get(
-    "/metrics",
-    response_class=Response,
-    responses={**responses(), 200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
-)
-async def metrics(request: Request) -> Response:
-    """Prometheus text format: requests by route and status code, their latency, and the process's memory, CPU
-    and open files. Needs a key (viewer): give Prometheus one in its scrape config (`authorization: {credentials:
-    <key>}`)."""
-    return Response(request.app.state.metrics.render(), media_type=CONTENT_TYPE)
+        raise DatabaseUnavailable(
+            str(state["postgresql"]), headers={"Retry-After": "1"}, postgresql=state["postgresql"], kafka=state["kafka"]
+        )
+    return Health(status="ready", postgresql="ok", kafka=str(state["kafka"]))

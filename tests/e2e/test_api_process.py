@@ -32,7 +32,8 @@ def test_the_api_process_serves_with_the_local_admin_key_and_stops_on_sigterm(
     database_url: str, tmp_path: Path
 ) -> None:
     port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "API_HOST": "127.0.0.1"}
+    env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "API_HOST": "127.0.0.1",
+           "API_METRICS_PORT": str(free_port())}  # fmt: skip
     key = local_admin_key(env, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -74,7 +75,8 @@ async def test_no_api_key_reaches_a_log_line_even_with_the_access_log_on(
 ) -> None:
     port = free_port()
     env = {**os.environ, "DATABASE_URL": database_url, "API_PORT": str(port), "API_HOST": "127.0.0.1",
-           "API_ACCESS_LOG": "true", "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic}  # fmt: skip
+           "API_METRICS_PORT": str(free_port()), "API_ACCESS_LOG": "true",
+           "KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic}  # fmt: skip
     admin = local_admin_key(env, tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "api"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     url, ws_url = f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}/ws/status-changes"

@@ -16,7 +16,7 @@ from api.auth import Role, create_key
 from bridge.events import StatusChanged
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
-from tests.private_stack import Stack
+from tests.private_stack import Stack, free_port
 from tests.service_process import ServiceProcess, wait_until
 from tests.topic import create_topic
 
@@ -88,7 +88,7 @@ async def test_the_api_live_feed_says_once_that_kafka_is_lost_and_once_that_it_i
     finally:
         await conn.close()
     env = {**os.environ, "DATABASE_URL": url, "KAFKA_BOOTSTRAP_SERVERS": outage_stack.bootstrap, "KAFKA_TOPIC": topic,
-           "API_HOST": "127.0.0.1"}  # fmt: skip
+           "API_HOST": "127.0.0.1", "API_METRICS_PORT": str(free_port())}  # fmt: skip
     api = ServiceProcess(["api"], env, tmp_path / "api.log", "API_PORT").start()
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api.metrics_port}", timeout=60) as client:

@@ -27,7 +27,6 @@ NEEDS = {
     ("GET", "/products/{product_id}"): Role.viewer,
     ("GET", "/warehouses"): Role.viewer,
     ("GET", "/warehouses/{warehouse_id}"): Role.viewer,
-    ("GET", "/metrics"): Role.viewer,
     ("POST", "/operations"): Role.operator,
     ("POST", "/transfers"): Role.operator,
     ("POST", "/products"): Role.admin,
@@ -177,9 +176,15 @@ async def test_metrics_count_requests_by_route_template_and_code(api: Api, db: a
     await seed(db)
     for product in (1, 2, 3):
         await api.get(f"/balances/product/{product}")
-    text = (await api.get("/metrics")).text
+    await api.client.get("/balances/product/1", headers={"Authorization": "Bearer wt_unknown"})  # refused unrouted
+    await api.client.post("/products", content=b"x" * 70_000, headers=api.auth(Role.admin))  # too large, unread
+    r = await api.metrics()  # on the metrics port: no key
+    assert r.status_code == 200
+    text = r.text
     route = {"method": "GET", "route": "/balances/product/{product_id}"}
     assert sample("warehouse_api_requests_total", text, **route, code="200") == 1
     assert sample("warehouse_api_requests_total", text, **route, code="404") == 2
-    assert sample("warehouse_api_request_duration_seconds_count", text, **route) == 3
+    assert sample("warehouse_api_requests_total", text, **route, code="401") == 1
+    assert sample("warehouse_api_requests_total", text, method="POST", route="/products", code="413") == 1
+    assert sample("warehouse_api_request_duration_seconds_count", text, **route) == 4
     assert sample("process_open_fds", text) > 0

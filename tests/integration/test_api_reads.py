@@ -10,6 +10,7 @@ import pytest
 from api.auth import Role
 from tests.api_harness import Api, serve
 from tests.private_stack import free_port
+from tests.service_process import sample
 
 pytestmark = pytest.mark.integration
 
@@ -167,9 +168,18 @@ async def test_requests_answer_503_while_postgresql_is_unreachable(database_url:
         assert (await api.client.get("/healthz")).status_code == 200
         r = await api.client.get("/readyz")
         assert r.status_code == 503 and r.json()["type"] == "/problems/database-unavailable"
+        said = r.json()
+        assert said["detail"] == said["postgresql"] == "PostgreSQL cannot be reached: connection refused; try again"
+        assert said["kafka"] == "not used yet"
         r = await api.client.get("/balances", headers={"Authorization": "Bearer wt_not-checkable-now"})
         assert r.status_code == 503 and r.headers["content-type"] == "application/problem+json"
-        assert r.headers["retry-after"] == "1"
+        assert r.headers["retry-after"] == "1" and "Error" not in r.json()["detail"]
+
+        # The metrics port needs neither a key nor PostgreSQL, and counts the 503 under its route.
+        metrics, ready = await api.metrics(), await api.metrics("/readyz")
+        assert metrics.status_code == 200
+        assert sample("warehouse_api_requests_total", metrics.text, method="GET", route="/balances", code="503") == 1
+        assert ready.status_code == 503 and ready.json()["postgresql"].startswith("PostgreSQL cannot be reached")
 
 
 @pytest.mark.parametrize("path", ["/balances/product/0/warehouse/1", "/balances/product/1/warehouse/x1",
