@@ -42,6 +42,25 @@ async def forget_idempotency_keys(store: Store, hours: int) -> None:
         await asyncio.sleep(FORGET_EVERY_S)
 
 
+async def end_streams_of_revoked_keys(store: Store, live: LiveFeed, every: float) -> None:
+    """Every `every` seconds (the key cache's lifetime), one query: the live streams whose key has been revoked
+    since they opened, through any API process or in SQL, are ended with the reason. While PostgreSQL is out of
+    reach, streams go on (nobody can revoke a key then either)."""
+    while True:
+        await asyncio.sleep(every)
+        opened_by = live.key_ids()
+        if not opened_by:
+            continue
+        try:
+            active = {row["id"] for row in await store.fetch("active_api_keys", list(opened_by))}
+        except DatabaseUnavailable:
+            continue
+        except Exception:  # a bug here must not end the task: revoked keys' streams would run on
+            log.exception("could not check the live streams' keys")
+            continue
+        live.end_for_keys(opened_by - active)
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -58,16 +77,23 @@ def create_app(settings: ApiSettings) -> FastAPI:
                     settings.api_metrics_host, settings.api_metrics_port, e,
                 )  # fmt: skip
                 raise
-            forgetting = asyncio.create_task(
-                forget_idempotency_keys(store, settings.api_idempotency_hours), name="forget-idempotency-keys"
-            )
+            chores = [
+                asyncio.create_task(
+                    forget_idempotency_keys(store, settings.api_idempotency_hours), name="forget-idempotency-keys"
+                ),
+                asyncio.create_task(
+                    end_streams_of_revoked_keys(store, app.state.live, settings.api_key_cache_seconds or 1.0),
+                    name="end-streams-of-revoked-keys",
+                ),
+            ]
             try:
                 yield
             finally:
                 await app.state.live.close()
                 metrics_server.close()
-                forgetting.cancel()
-                await asyncio.gather(forgetting, return_exceptions=True)
+                for chore in chores:
+                    chore.cancel()
+                await asyncio.gather(*chores, return_exceptions=True)
 
     app = FastAPI(
         title="warehouse-tracker", version="1", description=DESCRIPTION, lifespan=lifespan,

@@ -14,7 +14,7 @@ import asyncpg
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.problems import ApiError, Forbidden, Unauthenticated, problem_response
+from api.problems import ApiError, Forbidden, Unauthenticated, answer
 from common.keys import KEY_PREFIX, KEY_PREFIX_LENGTH
 from db.queries import queries
 
@@ -101,7 +101,7 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 
 
 class AuthMiddleware:
-    """Every request but those to PUBLIC_PATHS must carry a valid key: else 401 (a WebSocket: closed with 1008),
+    """Every request but those to PUBLIC_PATHS must carry a valid key: else 401 (a WebSocket handshake too),
     before anything else runs. The caller goes into the request's state; routes that need more than a viewer
     check the role (require()). A middleware, not a FastAPI dependency: this runs on every request, and a
     dependency costs several times more. The live streams also take the key as `?access_token=` (RFC 6750):
@@ -117,11 +117,7 @@ class AuthMiddleware:
             try:
                 scope.setdefault("state", {})["caller"] = await self._authenticate(scope)
             except ApiError as e:
-                if scope["type"] == "websocket":
-                    await send({"type": "websocket.close", "code": 1008, "reason": e.detail[:120]})
-                    return
-                response = problem_response(e.status, e.type, e.title, e.detail, e.headers)
-                await response(scope, receive, send)
+                await answer(scope, receive, send, e)
                 return
         await self.app(scope, receive, send)
 

@@ -1,7 +1,8 @@
 """Live status changes for the API's streams: one Kafka consumer per API process (no consumer group: each process
 reads every partition, from the end, `read_committed`), fanned out to each connected client through a queue of
 its own. A client more than API_LIVE_QUEUE events behind is dropped with a reason, so a slow client never slows
-the feed or the others. The consumer starts with the first client and then runs until the process stops."""
+the feed or the others; so is one whose key is revoked (`end_for_keys`). The consumer starts with the first
+client and then runs until the process stops."""
 
 import asyncio
 import contextlib
@@ -19,6 +20,11 @@ from consumers.events import events_of
 
 log = logging.getLogger(__name__)
 READY_TIMEOUT_S = 10.0
+
+# WebSocket close codes, by why the feed ends a client (SSE sends the reason in `event: closed`).
+TOO_SLOW = 1013  # "try again later": the client fell too far behind
+GOING_AWAY = 1001  # the API is shutting down
+KEY_REVOKED = 4401  # the key that opened the stream was revoked (4000-4999: the application's own)
 
 
 class LiveUnavailable(ApiError):
@@ -41,11 +47,15 @@ class Change:
 
 @dataclass(eq=False)
 class Subscription:
+    key_id: int
+    """The API key that opened it: the stream ends when the key is revoked."""
     product_id: int | None
     warehouse_id: int | None
     queue: asyncio.Queue[Change | None]
     dropped: str | None = field(default=None)
     """Why the feed dropped this client, once it has."""
+    close_code: int = TOO_SLOW
+    """The WebSocket close code that says why."""
 
     def wants(self, event: StatusChanged) -> bool:
         return (self.product_id is None or event.product_id == self.product_id) and (
@@ -73,7 +83,7 @@ class LiveFeed:
         self.state = StateLog(log)
         self._task: asyncio.Task[None] | None = None
 
-    async def subscribe(self, product_id: int | None, warehouse_id: int | None) -> Subscription:
+    async def subscribe(self, key_id: int, product_id: int | None, warehouse_id: int | None) -> Subscription:
         """A new client's subscription; every event the feed reads from now on that matches reaches it."""
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="live-feed")
@@ -84,7 +94,7 @@ class LiveFeed:
                 f"the live feed could not reach Kafka within {READY_TIMEOUT_S:g} s; try again",
                 headers={"Retry-After": "5"},
             ) from e
-        subscription = Subscription(product_id, warehouse_id, asyncio.Queue(self.queue_size))
+        subscription = Subscription(key_id, product_id, warehouse_id, asyncio.Queue(self.queue_size))
         self.subscriptions.add(subscription)
         return subscription
 
@@ -96,6 +106,16 @@ class LiveFeed:
     def unsubscribe(self, subscription: Subscription) -> None:
         self.subscriptions.discard(subscription)
 
+    def key_ids(self) -> set[int]:
+        """The keys that opened the streams now open."""
+        return {s.key_id for s in self.subscriptions}
+
+    def end_for_keys(self, key_ids: set[int]) -> None:
+        """Ends every stream opened by one of `key_ids` (revoked keys), telling its client why."""
+        for subscription in list(self.subscriptions):
+            if subscription.key_id in key_ids:
+                self._drop(subscription, "the API key was revoked", KEY_REVOKED)
+
     def _deliver(self, event: StatusChanged) -> None:
         change = Change.of(event)
         for subscription in list(self.subscriptions):
@@ -104,11 +124,11 @@ class LiveFeed:
             try:
                 subscription.queue.put_nowait(change)
             except asyncio.QueueFull:
-                self._drop(subscription, f"too slow: more than {self.queue_size} events behind")
+                self._drop(subscription, f"too slow: more than {self.queue_size} events behind", TOO_SLOW)
 
-    def _drop(self, subscription: Subscription, reason: str) -> None:
+    def _drop(self, subscription: Subscription, reason: str, close_code: int) -> None:
         self.subscriptions.discard(subscription)
-        subscription.dropped = reason
+        subscription.dropped, subscription.close_code = reason, close_code
         while not subscription.queue.empty():  # what it had not read is lost to it anyway: make room for the end
             subscription.queue.get_nowait()
         subscription.queue.put_nowait(None)
@@ -155,4 +175,4 @@ class LiveFeed:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         for subscription in list(self.subscriptions):
-            self._drop(subscription, "the API is shutting down")
+            self._drop(subscription, "the API is shutting down", GOING_AWAY)

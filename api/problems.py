@@ -7,11 +7,12 @@ import logging
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import FastAPI, Request, WebSocket
+from fastapi.exceptions import RequestValidationError, WebSocketRequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Receive, Scope, Send
 
 from api.paths import methods_of
 
@@ -111,6 +112,17 @@ def problem_response(
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 
+async def answer(scope: Scope, receive: Receive, send: Send, error: ApiError) -> None:
+    """`error` as the answer to an HTTP request, or to a WebSocket handshake: an HTTP response instead of the
+    upgrade (the ASGI denial-response extension, which uvicorn has), else a close (1008, or 1011 for a 5xx)."""
+    if scope["type"] == "websocket" and "websocket.http.response" not in scope.get("extensions", {}):
+        code = 1011 if error.status >= 500 else 1008
+        await send({"type": "websocket.close", "code": code, "reason": error.detail[:120]})
+        return
+    response = problem_response(error.status, error.type, error.title, error.detail, error.headers, **error.extensions)
+    await response(scope, receive, send)
+
+
 def field_errors(errors: Sequence[Any]) -> list[dict[str, str]]:
     return [
         {"field": ".".join(str(part) for part in e.get("loc", ())), "message": str(e.get("msg", "invalid"))}
@@ -138,6 +150,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     errors = field_errors(exc.errors())
     detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
     return problem_response(422, InvalidRequest.type, InvalidRequest.title, detail, errors=errors)
+
+
+async def _websocket_validation_error(websocket: WebSocket, exc: Exception) -> None:
+    assert isinstance(exc, WebSocketRequestValidationError)
+    errors = field_errors(exc.errors())
+    detail = "; ".join(f"{e['field']}: {e['message']}" for e in errors)
+    await answer(websocket.scope, websocket.receive, websocket.send, InvalidRequest(detail, errors=errors))
 
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
@@ -169,6 +188,7 @@ def _title(status: int) -> str:
 def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(WebSocketRequestValidationError, _websocket_validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected)
 

@@ -27,8 +27,9 @@ async def list_api_keys(request: Request) -> list[ApiKey]:
 
 @router.delete("/api-keys/{key_id}", status_code=204, responses=responses(UnknownApiKey, LastAdminKey))
 async def revoke_api_key(request: Request, key_id: PathId) -> Response:
-    """Revoke a key: it stops working at once on this API process, within API_KEY_CACHE_SECONDS on others.
-    Revoking a revoked key is a no-op. The last active admin key cannot be revoked (409)."""
+    """Revoke a key: it stops working at once on this API process, within API_KEY_CACHE_SECONDS on others; the
+    live streams it opened end as soon (SSE: `event: closed`; WebSocket: code 4401). Revoking a revoked key is a
+    no-op. The last active admin key cannot be revoked (409)."""
     async with store(request).transaction() as conn:
         await conn.execute(Q["lock_api_keys"])
         key = await conn.fetchrow(Q["api_key"], key_id)
@@ -39,4 +40,5 @@ async def revoke_api_key(request: Request, key_id: PathId) -> Response:
                 raise LastAdminKey(f"key {key_id} is the last active admin key; make another admin key first")
             await conn.execute(Q["revoke_api_key"], key_id)
     request.app.state.keys.forget(key_id)
+    request.app.state.live.end_for_keys({key_id})
     return Response(status_code=204)

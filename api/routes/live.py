@@ -9,14 +9,14 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Request, WebSocket
 from fastapi.responses import StreamingResponse
 
+from api.auth import caller
 from api.live import LiveFeed, LiveUnavailable, Subscription
 from api.models import MAX_BIGINT
-from api.problems import responses
+from api.problems import answer, responses
 
 router = APIRouter(tags=["live"])
 Filter = Annotated[int | None, Query(ge=1, le=MAX_BIGINT)]
 KEEP_ALIVE_S = 15.0
-TOO_SLOW = 1013  # WebSocket close code "try again later": the client fell too far behind
 
 
 def feed(app: object) -> LiveFeed:
@@ -34,9 +34,9 @@ def feed(app: object) -> LiveFeed:
 )
 async def stream(request: Request, product_id: Filter = None, warehouse_id: Filter = None) -> StreamingResponse:
     """Server-Sent Events: `event: status-changed`, `id:` the event id, `data:` the event's JSON (as on the topic).
-    A comment every 15 s keeps the connection open. A client too far behind gets `event: closed` with the
-    reason, and the stream ends."""
-    subscription = await feed(request.app).subscribe(product_id, warehouse_id)
+    A comment every 15 s keeps the connection open. A client too far behind, or whose key is revoked, gets
+    `event: closed` with the reason, and the stream ends."""
+    subscription = await feed(request.app).subscribe(caller(request).key_id, product_id, warehouse_id)
 
     async def events() -> AsyncIterator[str]:
         try:
@@ -64,19 +64,19 @@ async def stream(request: Request, product_id: Filter = None, warehouse_id: Filt
 
 @router.websocket("/ws/status-changes")
 async def websocket(ws: WebSocket, product_id: Filter = None, warehouse_id: Filter = None) -> None:
-    """Each status change as one JSON text message. A client too far behind is closed with code 1013 and the
-    reason."""
+    """Each status change as one JSON text message. The server closes with a code and the reason: 1013 for a
+    client too far behind, 4401 when the key is revoked, 1001 when the API shuts down."""
     try:
-        subscription: Subscription = await feed(ws.app).subscribe(product_id, warehouse_id)
+        subscription: Subscription = await feed(ws.app).subscribe(ws.state.caller.key_id, product_id, warehouse_id)
     except LiveUnavailable as e:
-        await ws.close(code=1011, reason=e.detail[:120])
+        await answer(ws.scope, ws.receive, ws.send, e)
         return
     await ws.accept()
 
     async def forward() -> None:
         while (change := await subscription.next()) is not None:
             await ws.send_text(change.json)
-        await ws.close(code=TOO_SLOW, reason=(subscription.dropped or "dropped")[:120])
+        await ws.close(code=subscription.close_code, reason=(subscription.dropped or "dropped")[:120])
 
     async def until_closed() -> None:  # the client says nothing; this notices when it goes
         while (await ws.receive())["type"] != "websocket.disconnect":

@@ -24,8 +24,8 @@ async def started(feed: LiveFeed) -> None:
 async def test_a_slow_client_is_dropped_with_a_reason_and_the_others_get_everything() -> None:
     feed = LiveFeed("unused:9092", "unused", queue_size=10)
     await started(feed)
-    fast, slow = await feed.subscribe(None, None), await feed.subscribe(None, None)
-    only_2 = await feed.subscribe(2, None)
+    fast, slow = await feed.subscribe(1, None, None), await feed.subscribe(1, None, None)
+    only_2 = await feed.subscribe(1, 2, None)
     received = []
     for i in range(100):
         feed._deliver(change(1 + i % 2))
@@ -44,9 +44,9 @@ async def test_a_slow_client_is_dropped_with_a_reason_and_the_others_get_everyth
 async def test_filters_pick_product_and_warehouse() -> None:
     feed = LiveFeed("unused:9092", "unused", queue_size=10)
     await started(feed)
-    product_2 = await feed.subscribe(2, None)
-    pair_2_1 = await feed.subscribe(2, 1)
-    pair_2_5 = await feed.subscribe(2, 5)
+    product_2 = await feed.subscribe(1, 2, None)
+    pair_2_1 = await feed.subscribe(1, 2, 1)
+    pair_2_5 = await feed.subscribe(1, 2, 5)
     for product in (1, 2, 3):
         feed._deliver(change(product))
     assert product_2.queue.qsize() == 1 and pair_2_1.queue.qsize() == 1 and pair_2_5.queue.qsize() == 0
