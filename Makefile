@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api bench-live soak docs
+.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-api bench-auth-flood bench-live soak docs
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -77,6 +77,9 @@ $(LOADGEN)/node_modules/.installed: $(LOADGEN)/package.json $(LOADGEN)/package-l
 
 bench-api: venv stack $(LOADGEN)/node_modules/.installed  ## the API: overhead vs bare Starlette, paging, write latency (~3 min)
 	$(PY) -m bench.api_bench
+
+bench-auth-flood: venv stack $(LOADGEN)/node_modules/.installed  ## a good key's latency under 241 made-up keys/s ÷ idle (~1.5 min)
+	$(PY) -m bench.auth_flood
 
 vendor:  ## refresh the dashboard's vendored chart library from the npm registry, at the version in its package.json
 	cd api/static && npm install --no-audit --no-fund --loglevel=error --no-save

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from api import problems
-from api.auth import AuthMiddleware, KeyCache, document_security
+from api.auth import AuthMiddleware, FailureLimit, KeyCache, document_security
 from api.config import ApiSettings
 from api.limits import BodyLimitMiddleware
 from api.live import LiveFeed
@@ -108,7 +108,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware)
-    app.add_middleware(AuthMiddleware, keys=app.state.keys)
+    app.add_middleware(
+        AuthMiddleware, keys=app.state.keys, failures=FailureLimit(settings.api_auth_failures_per_minute)
+    )
     # The outermost: it counts every answer, the middlewares' own 401s and 413s too (under the route the path
     # would have reached).
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

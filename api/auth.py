@@ -3,6 +3,7 @@
 viewer: reads. operator: reads, operations and transfers. admin: everything, products, warehouses and keys."""
 
 import hashlib
+import math
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,7 +15,7 @@ import asyncpg
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.problems import ApiError, Forbidden, Unauthenticated, answer
+from api.problems import ApiError, Forbidden, TooManyFailures, Unauthenticated, answer
 from common.keys import KEY_PREFIX, KEY_PREFIX_LENGTH
 from db.queries import queries
 
@@ -61,12 +62,20 @@ class KeyLookup(Protocol):
 
 class KeyCache:
     """Keys this process has checked, trusted for `ttl` seconds, so a read costs no extra query. A key revoked
-    through this process stops working at once; through another, within `ttl`."""
+    through this process stops working at once; through another, within `ttl`. Unknown keys are remembered as
+    unknown for `ttl` too (at most UNKNOWN_KEPT of them), so the same bad key sent again costs no query either."""
+
+    UNKNOWN_KEPT = 10_000
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._callers: dict[bytes, tuple[float, Caller]] = {}
+        self._callers: dict[bytes, tuple[float, Caller]] = {}  # kept past expiry: the key was good (see known())
+        self._unknown: dict[bytes, float] = {}
         self._revocations = 0  # a lookup that started before a revocation is not cached: it may predate it
+
+    def known(self, key: str) -> bool:
+        """Whether `key` was a good key when last checked (its check may have expired)."""
+        return key_hash(key) in self._callers
 
     async def caller(self, store: "KeyLookup", key: str) -> Caller | None:
         digest = key_hash(key)
@@ -74,10 +83,16 @@ class KeyCache:
         cached = self._callers.get(digest)
         if cached and cached[0] > now:
             return cached[1]
+        if self._unknown.get(digest, 0.0) > now:
+            return None
         revocations = self._revocations
         row = await store.fetchrow("api_key_by_hash", digest)
         if row is None:
             self._callers.pop(digest, None)
+            if self.ttl > 0:
+                if len(self._unknown) >= self.UNKNOWN_KEPT:
+                    del self._unknown[next(iter(self._unknown))]  # the oldest
+                self._unknown[digest] = now + self.ttl
             return None
         found = Caller(row["id"], row["name"], Role(row["role"]))
         if self.ttl > 0 and revocations == self._revocations:
@@ -89,6 +104,41 @@ class KeyCache:
         for digest, (_, caller) in list(self._callers.items()):
             if caller.key_id == key_id:
                 del self._callers[digest]
+
+
+class FailureLimit:
+    """Failed authentications per client address: a bucket of `per_minute` that refills evenly over a minute.
+    An address whose bucket is empty gets 429 for a key not known to be good, without a query, so a flood of
+    made-up keys costs the database nothing and the good keys (of that address too) keep working."""
+
+    ADDRESSES_KEPT = 10_000
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._buckets: dict[str, tuple[float, float]] = {}  # address → (tokens, at)
+
+    def _tokens(self, address: str, now: float) -> float:
+        tokens, at = self._buckets.get(address, (self.per_minute, now))
+        return min(float(self.per_minute), tokens + (now - at) * self.per_minute / 60)
+
+    def take(self, address: str) -> int | None:
+        """Before checking a key not known to be good: None, and one failure counted in advance (`give_back` when
+        the key is good), or the seconds until `address` may try again. Counted before the query, so concurrent
+        attempts cannot overdraw the bucket."""
+        now = time.monotonic()
+        tokens = self._tokens(address, now)
+        if tokens < 1:
+            return math.ceil((1 - tokens) * 60 / self.per_minute)
+        if len(self._buckets) >= self.ADDRESSES_KEPT and address not in self._buckets:
+            full = [a for a in self._buckets if self._tokens(a, now) >= self.per_minute]
+            for forgotten in full or list(self._buckets)[: self.ADDRESSES_KEPT // 10]:
+                del self._buckets[forgotten]
+        self._buckets[address] = (tokens - 1, now)
+        return None
+
+    def give_back(self, address: str) -> None:
+        now = time.monotonic()
+        self._buckets[address] = (min(float(self.per_minute), self._tokens(address, now) + 1), now)
 
 
 # The dashboard's page and script hold no data: it asks for a key, and everything it shows comes through the API.
@@ -107,9 +157,10 @@ class AuthMiddleware:
     dependency costs several times more. The live streams also take the key as `?access_token=` (RFC 6750):
     browsers cannot set headers on an EventSource or a WebSocket."""
 
-    def __init__(self, app: ASGIApp, keys: KeyCache) -> None:
+    def __init__(self, app: ASGIApp, keys: KeyCache, failures: FailureLimit) -> None:
         self.app = app
         self.keys = keys
+        self.failures = failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path = scope.get("path", "")
@@ -130,9 +181,19 @@ class AuthMiddleware:
             scheme, key = "bearer", token[0] if token else ""
         if scheme.lower() != "bearer" or not key:
             raise Unauthenticated("send an API key: Authorization: Bearer <key>", headers=_CHALLENGE)
+        address = (scope.get("client") or ("unknown", 0))[0]
         found = None
         if key.startswith(KEY_PREFIX) and len(key) <= _MAX_KEY_LENGTH:
+            known = self.keys.known(key)
+            if not known and (wait := self.failures.take(address)) is not None:
+                raise TooManyFailures(
+                    f"too many failed authentications from {address} (API_AUTH_FAILURES_PER_MINUTE: "
+                    f"{self.failures.per_minute}); try again in {wait} s",
+                    headers={"Retry-After": str(wait)},
+                )
             found = await self.keys.caller(scope["app"].state.store, key)
+            if found is not None and not known:
+                self.failures.give_back(address)
         if found is None:
             raise Unauthenticated("the API key is unknown or revoked", headers=_CHALLENGE)
         return found

@@ -22,6 +22,10 @@ class ApiSettings(DatabaseSettings, KafkaSettings):
     """Seconds a query may run (a threshold change waits for running writers) before the request fails with 503."""
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
     """How long a process trusts an API key it has checked; a key revoked elsewhere stops working within this."""
+    api_auth_failures_per_minute: int = Field(default=30, ge=1, le=100_000)
+    """Failed authentications a client address may make per minute (a burst of as many, refilled evenly); beyond
+    it, a key this process does not know to be good gets 429 with Retry-After, unchecked. Behind a proxy, set
+    uvicorn's FORWARDED_ALLOW_IPS to its address so the client's own address counts."""
     api_access_log: bool = False
     """One log line per request. Off by default: /metrics counts requests by route and status code."""
     api_live_queue: int = Field(default=1000, ge=1, le=100_000)

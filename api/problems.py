@@ -97,6 +97,10 @@ class InvalidRequest(ApiError):
     status, type, title = 422, "/problems/validation", "Invalid request"
 
 
+class TooManyFailures(ApiError):
+    status, type, title = 429, "/problems/too-many-failed-authentications", "Too many failed authentications"
+
+
 class DatabaseUnavailable(ApiError):
     status, type, title = 503, "/problems/database-unavailable", "Database unavailable"
 
@@ -194,10 +198,10 @@ def install(app: FastAPI) -> None:
 
 
 def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for a route: the problems it can return, besides the 400/401/403/422/503 of every
+    """OpenAPI `responses` for a route: the problems it can return, besides the 400/401/403/422/429/503 of every
     route."""
     common: tuple[type[ApiError], ...] = (
-        MalformedRequest, Unauthenticated, Forbidden, InvalidRequest, DatabaseUnavailable,
+        MalformedRequest, Unauthenticated, Forbidden, InvalidRequest, TooManyFailures, DatabaseUnavailable,
     )  # fmt: skip
     out: dict[int | str, dict[str, Any]] = {}
     for error in (*common, *errors):

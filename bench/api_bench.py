@@ -66,7 +66,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, **settings, "DATABASE_URL": database_url, "API_PORT": str(self.port),
-               "API_HOST": "127.0.0.1"}  # fmt: skip
+               "API_HOST": "127.0.0.1", "API_METRICS_PORT": str(free_port())}  # fmt: skip
         self.proc = subprocess.Popen([sys.executable, "-m", module], env=env, cwd=REPO)
         try:
             self._wait_ready(module, probe, headers)

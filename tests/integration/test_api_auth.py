@@ -1,12 +1,14 @@
 """Users and roles: every route against every role, missing and revoked keys, the key commands."""
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from api.app import create_app
 from api.auth import Role
 from api.config import ApiSettings
-from tests.api_harness import Api
+from tests.api_harness import Api, serve
 from tests.cli import run_module
 from tests.service_process import sample
 
@@ -188,3 +190,22 @@ async def test_metrics_count_requests_by_route_template_and_code(api: Api, db: a
     assert sample("warehouse_api_requests_total", text, method="POST", route="/products", code="413") == 1
     assert sample("warehouse_api_request_duration_seconds_count", text, **route) == 4
     assert sample("process_open_fds", text) > 0
+
+
+async def test_after_too_many_bad_keys_an_address_gets_429_and_its_good_keys_still_work(database_url: str) -> None:
+    async with serve(database_url, api_auth_failures_per_minute=5, api_key_cache_seconds=1) as api:
+        for role in (Role.viewer, Role.admin):  # good keys, checked once
+            assert (await api.get("/products", role=role)).status_code == 200
+        for i in range(5):
+            r = await api.client.get("/products", headers={"Authorization": f"Bearer wt_made_up_{i}"})
+            assert r.status_code == 401
+        for key in ("wt_made_up_5", "wt_made_up_0"):  # a new bad key, or one already refused
+            r = await api.client.get("/products", headers={"Authorization": f"Bearer {key}"})
+            assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+            assert r.json()["type"] == "/problems/too-many-failed-authentications"
+            assert r.headers["retry-after"] == "12"  # 5 a minute: one more every 12 s
+        await asyncio.sleep(1.2)  # past the key cache's lifetime (1 s): known good, so checked again, not refused
+        for role in (Role.viewer, Role.admin):
+            assert (await api.get("/products", role=role)).status_code == 200
+        r = await api.get("/products", role=Role.operator)  # a good key this process has not seen: refused too
+        assert r.status_code == 429

@@ -1,9 +1,10 @@
-"""The API key cache: a revocation through this process is never undone by a lookup that started before it."""
+"""The API key cache: a revocation through this process is never undone by a lookup that started before it; an
+unknown key is looked up once per TTL; the failed-authentication limit per address."""
 
 import asyncio
 from typing import Any
 
-from api.auth import KeyCache, Role
+from api.auth import FailureLimit, KeyCache, Role
 
 
 class SlowStore:
@@ -12,8 +13,10 @@ class SlowStore:
     def __init__(self) -> None:
         self.release = asyncio.Event()
         self.revoked = False
+        self.lookups = 0
 
     async def fetchrow(self, name: str, *args: Any) -> dict[str, Any] | None:
+        self.lookups += 1
         row = None if self.revoked else {"id": 7, "name": "scanner", "role": Role.operator}
         await self.release.wait()
         return row
@@ -39,3 +42,38 @@ async def test_a_key_is_trusted_for_the_ttl() -> None:
     store.revoked = True  # revoked through another process
     assert (await cache.caller(store, "wt_key")) is not None  # still trusted here, within the TTL
     assert await KeyCache(ttl=0).caller(store, "wt_key") is None  # API_KEY_CACHE_SECONDS=0: looked up each time
+
+
+async def test_an_unknown_key_is_looked_up_once_per_ttl_and_forgotten_first_when_many() -> None:
+    cache = KeyCache(ttl=300)
+    store = SlowStore()
+    store.release.set()
+    store.revoked = True  # every key unknown
+    for _ in range(5):
+        assert await cache.caller(store, "wt_made_up") is None
+    assert store.lookups == 1 and not cache.known("wt_made_up")
+    cache.UNKNOWN_KEPT = 3
+    for i in range(5):
+        await cache.caller(store, f"wt_other_{i}")
+    assert store.lookups == 6
+    await cache.caller(store, "wt_other_4")  # among the 3 kept
+    await cache.caller(store, "wt_made_up")  # the oldest, forgotten: looked up again
+    assert store.lookups == 7
+
+
+def test_an_address_past_its_failures_waits_and_others_do_not(monkeypatch: Any) -> None:
+    now = [1000.0]
+    monkeypatch.setattr("api.auth.time.monotonic", lambda: now[0])
+    limit = FailureLimit(per_minute=30)  # one more every 2 s
+    for _ in range(30):
+        assert limit.take("10.0.0.1") is None
+    assert limit.take("10.0.0.1") == 2 and limit.take("10.0.0.2") is None
+    limit.give_back("10.0.0.1")  # that key was good: not a failure
+    assert limit.take("10.0.0.1") is None and limit.take("10.0.0.1") == 2
+    now[0] += 2
+    assert limit.take("10.0.0.1") is None and limit.take("10.0.0.1") == 2
+    now[0] += 60
+    limit.take("10.0.0.2")
+    limit.ADDRESSES_KEPT = 2
+    limit.take("10.0.0.3")  # full: 10.0.0.1's bucket, refilled, is forgotten; 10.0.0.2's, just used, is not
+    assert set(limit._buckets) == {"10.0.0.2", "10.0.0.3"}
