@@ -81,10 +81,12 @@ bench-api: venv stack $(LOADGEN)/node_modules/.installed  ## the API: overhead v
 bench-auth-flood: venv stack $(LOADGEN)/node_modules/.installed  ## a good key's latency under 241 made-up keys/s ÷ idle (~1.5 min)
 	$(PY) -m bench.auth_flood
 
-vendor:  ## refresh the dashboard's vendored chart library from the npm registry, at the version in its package.json
-	cd api/static && npm install --no-audit --no-fund --loglevel=error --no-save
+vendor:  ## refresh the vendored chart library and Swagger UI from the npm registry, at the versions in api/static/package.json
+	cd api/static && SCARF_ANALYTICS=false npm ci --no-audit --no-fund --loglevel=error --ignore-scripts
 	cp api/static/node_modules/chart.js/dist/chart.umd.min.js api/static/vendor/
 	cp api/static/node_modules/chart.js/LICENSE.md api/static/vendor/chart.js-LICENSE.md
+	cp api/static/node_modules/swagger-ui-dist/swagger-ui-bundle.js api/static/node_modules/swagger-ui-dist/swagger-ui.css api/static/vendor/
+	cp api/static/node_modules/swagger-ui-dist/LICENSE api/static/vendor/swagger-ui-LICENSE
 	rm -rf api/static/node_modules
 
 bench-live: venv stack  ## commit → SSE client latency at 500 status changes/s with 100 clients (~1 min)

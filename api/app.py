@@ -12,11 +12,12 @@ from fastapi.staticfiles import StaticFiles
 from api import problems
 from api.auth import AuthMiddleware, FailureLimit, KeyCache, document_security
 from api.config import ApiSettings
+from api.head import HeadMiddleware
 from api.limits import BodyLimitMiddleware
 from api.live import LiveFeed
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
-from api.routes import balances, catalog, dashboard, health, history, keys, live, operations
+from api.routes import balances, catalog, health, history, keys, live, operations, pages
 from api.store import Store
 from common.metrics import serve
 
@@ -97,6 +98,9 @@ def create_app(settings: ApiSettings) -> FastAPI:
 
     app = FastAPI(
         title="warehouse-tracker", version="1", description=DESCRIPTION, lifespan=lifespan,
+        # The docs page is api/routes/pages.py's (Swagger UI vendored, not from a CDN); no ReDoc. No redirect of
+        # /path/ to /path: Starlette's would name the Host header's server in Location.
+        docs_url=None, redoc_url=None, swagger_ui_oauth2_redirect_url=None, redirect_slashes=False,
         # FastAPI's OpenTelemetry hooks look up three providers on every request; /metrics is this API's telemetry.
         telemetry={"tracing": False, "metrics": False, "logs": False},
     )  # fmt: skip
@@ -104,13 +108,14 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.metrics = RequestMetrics()
     app.state.live = LiveFeed(settings.kafka_bootstrap_servers, settings.kafka_topic, settings.api_live_queue)
     problems.install(app)
-    for module in (balances, operations, catalog, history, live, keys, health, dashboard):
+    for module in (balances, operations, catalog, history, live, keys, health, pages):
         app.include_router(module.router)
-    app.mount("/static", StaticFiles(directory=dashboard.STATIC), name="static")
+    app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(
         AuthMiddleware, keys=app.state.keys, failures=FailureLimit(settings.api_auth_failures_per_minute)
     )
+    app.add_middleware(HeadMiddleware)
     # The outermost: it counts every answer, the middlewares' own 401s and 413s too (under the route the path
     # would have reached).
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -1,16 +1,18 @@
-"""The largest request body the API reads: a bigger one is refused with a 413 problem before the app reads it."""
+"""What a request body may be: JSON (else 415), and at most 64 KiB (else 413), refused before the app reads it."""
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import problem_response
+from api.problems import UnsupportedMediaType, answer, problem_response
 
 MAX_BODY_BYTES = 64 * 1024  # the largest body of this API is a few hundred bytes
 _DRAIN_LIMIT = 16
 
 
 class BodyLimitMiddleware:
-    """Content-Length over the limit: refused unread. No Content-Length (a chunked body): read up to the limit
-    first, then handed on. (FastAPI's own limit answers in text/plain, or as a 400 for a chunked body.)"""
+    """A body whose Content-Type is not JSON (`application/json`, or `application/…+json`): 415, unread. (FastAPI
+    would read any type as JSON, or answer 422.) Content-Length over the limit: refused unread. No Content-Length
+    (a chunked body): read up to the limit first, then handed on. (FastAPI's own limit answers in text/plain, or
+    as a 400 for a chunked body.)"""
 
     def __init__(self, app: ASGIApp, limit: int = MAX_BODY_BYTES) -> None:
         self.app = app
@@ -22,6 +24,12 @@ class BodyLimitMiddleware:
             return
         headers = dict(scope["headers"])
         length = headers.get(b"content-length")
+        has_body = (length is not None and length != b"0") or b"transfer-encoding" in headers
+        if has_body and not _is_json(headers.get(b"content-type", b"")):
+            got = headers.get(b"content-type", b"").decode("latin-1")[:100] or "none"
+            detail = f"a request body must be JSON, Content-Type: application/json (got: {got})"
+            await answer(scope, receive, send, UnsupportedMediaType(detail, headers={"Connection": "close"}))
+            return
         if length is not None:
             if not length.isdigit() or int(length) > self.limit:
                 await self._refuse(scope, receive, send)
@@ -61,3 +69,8 @@ class BodyLimitMiddleware:
             f"a request body is at most {self.limit:,} bytes", {"Connection": "close"},
         )  # fmt: skip
         await response(scope, receive, send)
+
+
+def _is_json(content_type: bytes) -> bool:
+    media = content_type.split(b";", 1)[0].strip().lower()
+    return media == b"application/json" or (media.startswith(b"application/") and media.endswith(b"+json"))

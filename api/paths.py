@@ -6,7 +6,7 @@ import functools
 import re
 from typing import Any
 
-_DOCS = frozenset({"/docs", "/docs/oauth2-redirect", "/openapi.json"})
+_PAGES = frozenset({"/docs", "/openapi.json", "/dashboard"})
 
 
 @functools.cache
@@ -24,6 +24,6 @@ def template_of(app: Any, path: str) -> str | None:
 
 def methods_of(app: Any, path: str) -> list[str]:
     """Every method of every template `path` matches (a path can match several)."""
-    if path in _DOCS:
+    if path in _PAGES:
         return ["GET"]
     return sorted({m for pattern, _, methods in _templates(app) if pattern.fullmatch(path) for m in methods})

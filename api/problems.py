@@ -105,8 +105,16 @@ class DatabaseUnavailable(ApiError):
     status, type, title = 503, "/problems/database-unavailable", "Database unavailable"
 
 
-# Errors Starlette raises itself (no route, wrong method, …).
-_HTTP_TYPES = {400: MalformedRequest.type, 404: "/problems/not-found", 405: "/problems/method-not-allowed"}
+class UnsupportedMediaType(ApiError):
+    status, type, title = 415, "/problems/unsupported-media-type", "Unsupported media type"
+
+
+# Errors Starlette and FastAPI raise themselves (no route, wrong method, a body that cannot be decoded): type, title.
+_HTTP_PROBLEMS = {
+    400: (MalformedRequest.type, MalformedRequest.title),
+    404: ("/problems/not-found", "Not found"),
+    405: ("/problems/method-not-allowed", "Method not allowed"),
+}
 
 
 def problem_response(
@@ -169,10 +177,11 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 405:
         # Starlette names only the methods of the first route with this path; a path can have several.
         headers["Allow"] = ", ".join(methods_of(request.app, request.url.path))
-    return problem_response(
-        exc.status_code, _HTTP_TYPES.get(exc.status_code, "about:blank"), _title(exc.status_code), str(exc.detail),
-        headers or None,
-    )  # fmt: skip
+    type_, title = _HTTP_PROBLEMS.get(exc.status_code, ("about:blank", _title(exc.status_code)))
+    detail = str(exc.detail)
+    if exc.status_code == 400:  # FastAPI's "There was an error parsing the body": not UTF-8, say
+        detail = "the body is not JSON: it cannot be decoded as UTF-8 JSON text"
+    return problem_response(exc.status_code, type_, title, detail, headers or None)
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -198,10 +207,11 @@ def install(app: FastAPI) -> None:
 
 
 def responses(*errors: type[ApiError]) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for a route: the problems it can return, besides the 400/401/403/422/429/503 of every
+    """OpenAPI `responses` for a route: the problems it can return, besides the 400/401/403/415/422/429/503 of every
     route."""
     common: tuple[type[ApiError], ...] = (
-        MalformedRequest, Unauthenticated, Forbidden, InvalidRequest, TooManyFailures, DatabaseUnavailable,
+        MalformedRequest, Unauthenticated, Forbidden, UnsupportedMediaType, InvalidRequest, TooManyFailures,
+        DatabaseUnavailable,
     )  # fmt: skip
     out: dict[int | str, dict[str, Any]] = {}
     for error in (*common, *errors):

@@ -125,3 +125,26 @@ async def test_a_wrong_key_is_told_so_and_nothing_is_shown(dashboard_api: Api, b
         lambda b: "does not work" in b.find_element(By.ID, "login-error").text,
     )
     assert not (await asyncio.to_thread(browser.find_element, By.ID, "board")).is_displayed()
+
+
+async def test_the_api_docs_load_swagger_ui_from_this_origin_under_the_pages_csp(
+    api: Api, browser: webdriver.Chrome
+) -> None:
+    """Swagger UI is vendored: the page loads with nothing from the internet, every operation listed, and the
+    browser reports no refusal of the Content-Security-Policy (which allows only this origin's scripts)."""
+    page = await api.client.get("/docs")
+    assert "script-src" not in page.headers["content-security-policy"]  # default-src 'self' covers scripts
+    assert "http" not in page.text, "the page names no other origin"
+    operations = sum(len(ops) for ops in (await api.client.get("/openapi.json")).json()["paths"].values())
+    await asyncio.to_thread(browser.get, f"{api.url}/docs")
+    await asyncio.to_thread(
+        WebDriverWait(browser, 20, poll_frequency=0.1).until,
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, ".opblock")) == operations,
+        "Swagger UI did not list every operation",
+    )
+    loaded = await asyncio.to_thread(
+        browser.execute_script, "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert loaded and all(url.startswith(api.url) for url in loaded), loaded
+    logs = await asyncio.to_thread(browser.get_log, "browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs

@@ -95,6 +95,8 @@ async def test_the_streams_need_a_key(live_api: Api) -> None:
         assert sse.status_code == 200
     r = await api.client.get(f"/balances?access_token={api.keys[Role.viewer]}")  # only the streams take it
     assert r.status_code == 401
+    r = await asyncio.wait_for(api.client.head("/status-changes/stream", headers=api.auth(Role.viewer)), 10)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream") and r.content == b""
 
 
 @pytest.fixture
