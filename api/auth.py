@@ -2,6 +2,7 @@
 
 viewer: reads. operator: reads, operations and transfers. admin: everything, products, warehouses and keys."""
 
+import asyncio
 import hashlib
 import math
 import secrets
@@ -63,21 +64,23 @@ class KeyLookup(Protocol):
 class KeyCache:
     """Keys this process has checked, trusted for `ttl` seconds, so a read costs no extra query. A key revoked
     through this process stops working at once; through another, within `ttl`. Unknown keys are remembered as
-    unknown for `ttl` too (at most UNKNOWN_KEPT of them), so the same bad key sent again costs no query either."""
+    unknown for `ttl` too (at most UNKNOWN_KEPT of them), so the same bad key sent again costs no query either.
+    Requests that arrive with the same unchecked key at once share one query."""
 
     UNKNOWN_KEPT = 10_000
 
     def __init__(self, ttl: float) -> None:
         self.ttl = ttl
-        self._callers: dict[bytes, tuple[float, Caller]] = {}  # kept past expiry: the key was good (see known())
+        self._callers: dict[bytes, tuple[float, Caller]] = {}  # kept past expiry: the key was good
         self._unknown: dict[bytes, float] = {}
+        self._lookups: dict[bytes, tuple[int, asyncio.Task[Caller | None]]] = {}
         self._revocations = 0  # a lookup that started before a revocation is not cached: it may predate it
 
-    def known(self, key: str) -> bool:
-        """Whether `key` was a good key when last checked (its check may have expired)."""
-        return key_hash(key) in self._callers
-
-    async def caller(self, store: "KeyLookup", key: str) -> Caller | None:
+    async def caller(
+        self, store: "KeyLookup", key: str, limit: "FailureLimit | None" = None, address: str = ""
+    ) -> Caller | None:
+        """The key's caller, None for an unknown or revoked key. With `limit`: a query for a key not known to be
+        good is counted against `address` first, and refused (TooManyFailures) once the address is past it."""
         digest = key_hash(key)
         now = time.monotonic()
         cached = self._callers.get(digest)
@@ -85,6 +88,25 @@ class KeyCache:
             return cached[1]
         if self._unknown.get(digest, 0.0) > now:
             return None
+        pending = self._lookups.get(digest)
+        if pending and pending[0] == self._revocations:
+            return await asyncio.shield(pending[1])
+        known = cached is not None
+        if limit is not None and not known:
+            limit.admit(address)
+        lookup = asyncio.ensure_future(self._look_up(store, digest, now))
+        lookup.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, whoever waits
+        self._lookups[digest] = (self._revocations, lookup)
+        try:
+            found = await asyncio.shield(lookup)
+        finally:
+            if self._lookups.get(digest, (0, None))[1] is lookup:
+                del self._lookups[digest]
+        if found is not None and limit is not None and not known:
+            limit.give_back(address)
+        return found
+
+    async def _look_up(self, store: "KeyLookup", digest: bytes, now: float) -> Caller | None:
         revocations = self._revocations
         row = await store.fetchrow("api_key_by_hash", digest)
         if row is None:
@@ -121,20 +143,24 @@ class FailureLimit:
         tokens, at = self._buckets.get(address, (self.per_minute, now))
         return min(float(self.per_minute), tokens + (now - at) * self.per_minute / 60)
 
-    def take(self, address: str) -> int | None:
-        """Before checking a key not known to be good: None, and one failure counted in advance (`give_back` when
-        the key is good), or the seconds until `address` may try again. Counted before the query, so concurrent
-        attempts cannot overdraw the bucket."""
+    def admit(self, address: str) -> None:
+        """Before a query for a key not known to be good: one failure counted in advance (`give_back` when the key
+        is good), or TooManyFailures with the seconds until `address` may try again. Counted before the query, so
+        concurrent attempts cannot overdraw the bucket."""
         now = time.monotonic()
         tokens = self._tokens(address, now)
         if tokens < 1:
-            return math.ceil((1 - tokens) * 60 / self.per_minute)
+            wait = math.ceil((1 - tokens) * 60 / self.per_minute)
+            raise TooManyFailures(
+                f"too many failed authentications from {address} (API_AUTH_FAILURES_PER_MINUTE: "
+                f"{self.per_minute}); try again in {wait} s",
+                headers={"Retry-After": str(wait)},
+            )
         if len(self._buckets) >= self.ADDRESSES_KEPT and address not in self._buckets:
             full = [a for a in self._buckets if self._tokens(a, now) >= self.per_minute]
             for forgotten in full or list(self._buckets)[: self.ADDRESSES_KEPT // 10]:
                 del self._buckets[forgotten]
         self._buckets[address] = (tokens - 1, now)
-        return None
 
     def give_back(self, address: str) -> None:
         now = time.monotonic()
@@ -182,16 +208,7 @@ class AuthMiddleware:
         address = (scope.get("client") or ("unknown", 0))[0]
         found = None
         if key.startswith(KEY_PREFIX) and len(key) <= _MAX_KEY_LENGTH:
-            known = self.keys.known(key)
-            if not known and (wait := self.failures.take(address)) is not None:
-                raise TooManyFailures(
-                    f"too many failed authentications from {address} (API_AUTH_FAILURES_PER_MINUTE: "
-                    f"{self.failures.per_minute}); try again in {wait} s",
-                    headers={"Retry-After": str(wait)},
-                )
-            found = await self.keys.caller(scope["app"].state.store, key)
-            if found is not None and not known:
-                self.failures.give_back(address)
+            found = await self.keys.caller(scope["app"].state.store, key, self.failures, address)
         if found is None:
             raise Unauthenticated("the API key is unknown or revoked", headers=_CHALLENGE)
         return found

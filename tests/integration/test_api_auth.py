@@ -200,11 +200,12 @@ async def test_after_too_many_bad_keys_an_address_gets_429_and_its_good_keys_sti
         for i in range(5):
             r = await api.client.get("/products", headers={"Authorization": f"Bearer wt_made_up_{i}"})
             assert r.status_code == 401
-        for key in ("wt_made_up_5", "wt_made_up_0"):  # a new bad key, or one already refused
-            r = await api.client.get("/products", headers={"Authorization": f"Bearer {key}"})
-            assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
-            assert r.json()["type"] == "/problems/too-many-failed-authentications"
-            assert r.headers["retry-after"] == "12"  # 5 a minute: one more every 12 s
+        r = await api.client.get("/products", headers={"Authorization": "Bearer wt_made_up_5"})  # one more
+        assert r.status_code == 429 and r.headers["content-type"] == "application/problem+json"
+        assert r.json()["type"] == "/problems/too-many-failed-authentications"
+        assert r.headers["retry-after"] == "12"  # 5 a minute: one more every 12 s
+        r = await api.client.get("/products", headers={"Authorization": "Bearer wt_made_up_0"})
+        assert r.status_code == 401  # refused before, and remembered: refused again without a query
         await asyncio.sleep(1.2)  # past the key cache's lifetime (1 s): known good, so checked again, not refused
         for role in (Role.viewer, Role.admin):
             assert (await api.get("/products", role=role)).status_code == 200
