@@ -201,11 +201,14 @@ class NewApiKey(ApiKey):
 
 
 class Health(BaseModel):
-    status: Literal["ok", "ready"]
-    postgresql: str | None = None
-    """/readyz: "ok"."""
-    kafka: str | None = None
-    """/readyz: "ok", "not used yet" (no live stream has been opened) or why the live streams cannot read it."""
+    status: Literal["ok"]
+
+
+class Readiness(BaseModel):
+    status: Literal["ready"]
+    postgresql: Literal["ok"]
+    kafka: str
+    """"ok", "not used yet" (no live stream has been opened) or why the live streams cannot read it."""
 
 
 class StatusChangeRecord(BaseModel):

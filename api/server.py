@@ -62,7 +62,7 @@ class GuardedProtocol(HttpToolsProtocol):
     def on_response_complete(self) -> None:
         super().on_response_complete()
         if self.timeout_keep_alive_task is not None:  # idle, waiting for the next request on this connection
-            self._arm(self.header_timeout, "headers")
+            self._arm(self.header_timeout, "next headers")
 
     def handle_websocket_upgrade(self) -> None:
         self._disarm()
@@ -81,7 +81,10 @@ class GuardedProtocol(HttpToolsProtocol):
         self._deadline = None
         if self.transport.is_closing():
             return
-        if self.cycle is None or not self.cycle.response_started:
+        # A 408 for a request that is late; none for the next one on a kept-alive connection (closed as uvicorn's
+        # keep-alive timer closes it), nor inside a response being written.
+        answering = self.cycle is not None and self.cycle.response_started and not self.cycle.response_complete
+        if what != "next headers" and not answering:
             setting = "API_HEADER_TIMEOUT" if what == "headers" else "API_BODY_TIMEOUT"
             detail = f"the request's {what} did not arrive within {seconds:g} s ({setting})"
             self.transport.write(

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from api.models import Health
+from api.models import Health, Readiness
 from api.problems import DatabaseUnavailable, responses
 from db.migrate import discover
 
@@ -46,7 +46,7 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", responses={503: responses(DatabaseUnavailable)[503]})
-async def readyz(request: Request) -> Health:
+async def readyz(request: Request) -> Readiness:
     """PostgreSQL answers (within 2 s) and has every migration this code knows; `postgresql` and `kafka` say how
     each dependency is ("ok", or why not). No key needed."""
     ready, state = await readiness(request.app)
@@ -54,4 +54,4 @@ async def readyz(request: Request) -> Health:
         raise DatabaseUnavailable(
             str(state["postgresql"]), headers={"Retry-After": "1"}, postgresql=state["postgresql"], kafka=state["kafka"]
         )
-    return Health(status="ready", postgresql="ok", kafka=str(state["kafka"]))
+    return Readiness(status="ready", postgresql="ok", kafka=str(state["kafka"]))

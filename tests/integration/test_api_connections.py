@@ -114,3 +114,17 @@ async def test_beyond_the_connection_limit_a_new_connection_gets_503_at_once(dat
         assert r.status_code == 200
         for _, w in held:
             w.close()
+
+
+async def test_a_kept_alive_connection_that_trickles_its_next_request_is_closed(strict_api: Api) -> None:
+    """uvicorn's keep-alive timer stops at the first byte of the next request; the header deadline does not."""
+    reader, writer = await open_socket(strict_api)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b'{"status":"ok"'), 5)
+    assert first.startswith(b"HTTP/1.1 200")
+    await reader.readuntil(b"}")
+    sending = asyncio.create_task(trickle(writer, b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: " + b"a" * 50, 0.2))
+    rest, took = await answer_and_close(reader, within=10 * LIMIT_S)
+    sending.cancel()
+    writer.close()
+    assert rest == b"" and took < LIMIT_S + 3, (rest, took)
