@@ -92,6 +92,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
             finally:
                 await app.state.live.close()
                 metrics_server.close()
+                await metrics_server.wait_closed()
                 for chore in chores:
                     chore.cancel()
                 await asyncio.gather(*chores, return_exceptions=True)

@@ -4,6 +4,7 @@ viewer: reads. operator: reads, operations and transfers. admin: everything, pro
 
 import asyncio
 import hashlib
+import ipaddress
 import math
 import secrets
 import time
@@ -91,19 +92,23 @@ class KeyCache:
         pending = self._lookups.get(digest)
         if pending and pending[0] == self._revocations:
             return await asyncio.shield(pending[1])
-        known = cached is not None
-        if limit is not None and not known:
-            limit.admit(address)
+        charged = limit if cached is None else None  # a key not known to be good costs the address a try
+        if charged is not None:
+            charged.admit(address)
         lookup = asyncio.ensure_future(self._look_up(store, digest, now))
         lookup.add_done_callback(lambda done: done.cancelled() or done.exception())  # retrieved, whoever waits
         self._lookups[digest] = (self._revocations, lookup)
         try:
             found = await asyncio.shield(lookup)
+        except BaseException:
+            if charged is not None:
+                charged.give_back(address)  # no answer (PostgreSQL out of reach, say): not a failed authentication
+            raise
         finally:
             if self._lookups.get(digest, (0, None))[1] is lookup:
                 del self._lookups[digest]
-        if found is not None and limit is not None and not known:
-            limit.give_back(address)
+        if charged is not None and found is not None:
+            charged.give_back(address)
         return found
 
     async def _look_up(self, store: "KeyLookup", digest: bytes, now: float) -> Caller | None:
@@ -129,9 +134,10 @@ class KeyCache:
 
 
 class FailureLimit:
-    """Failed authentications per client address: a bucket of `per_minute` that refills evenly over a minute.
-    An address whose bucket is empty gets 429 for a key not known to be good, without a query, so a flood of
-    made-up keys costs the database nothing and the good keys (of that address too) keep working."""
+    """Failed authentications per client address (an IPv6 address counts by its /64, which one client holds
+    whole), in this process: a bucket of `per_minute` that refills evenly over a minute. An address whose bucket
+    is empty gets 429 for a key not known to be good, without a query, so a flood of made-up keys costs the
+    database nothing and the good keys (of that address too) keep working."""
 
     ADDRESSES_KEPT = 10_000
 
@@ -143,11 +149,20 @@ class FailureLimit:
         tokens, at = self._buckets.get(address, (self.per_minute, now))
         return min(float(self.per_minute), tokens + (now - at) * self.per_minute / 60)
 
+    @staticmethod
+    def _client(address: str) -> str:
+        if ":" not in address:
+            return address
+        try:
+            return str(ipaddress.IPv6Network(f"{address}/64", strict=False))
+        except ValueError:
+            return address
+
     def admit(self, address: str) -> None:
         """Before a query for a key not known to be good: one failure counted in advance (`give_back` when the key
         is good), or TooManyFailures with the seconds until `address` may try again. Counted before the query, so
         concurrent attempts cannot overdraw the bucket."""
-        now = time.monotonic()
+        now, address = time.monotonic(), self._client(address)
         tokens = self._tokens(address, now)
         if tokens < 1:
             wait = math.ceil((1 - tokens) * 60 / self.per_minute)
@@ -157,13 +172,15 @@ class FailureLimit:
                 headers={"Retry-After": str(wait)},
             )
         if len(self._buckets) >= self.ADDRESSES_KEPT and address not in self._buckets:
-            full = [a for a in self._buckets if self._tokens(a, now) >= self.per_minute]
-            for forgotten in full or list(self._buckets)[: self.ADDRESSES_KEPT // 10]:
+            # Forget the tenth with the most tries left (refilled ones first), never the drained: forgetting
+            # those would give their tries back.
+            fullest = sorted(self._buckets, key=lambda a: self._tokens(a, now), reverse=True)
+            for forgotten in fullest[: max(1, self.ADDRESSES_KEPT // 10)]:
                 del self._buckets[forgotten]
         self._buckets[address] = (tokens - 1, now)
 
     def give_back(self, address: str) -> None:
-        now = time.monotonic()
+        now, address = time.monotonic(), self._client(address)
         self._buckets[address] = (min(float(self.per_minute), self._tokens(address, now) + 1), now)
 
 

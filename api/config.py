@@ -21,18 +21,19 @@ class ApiSettings(DatabaseSettings, KafkaSettings):
     api_statement_timeout: float = Field(default=30.0, gt=0, le=3600)
     """Seconds a query may run (a threshold change waits for running writers) before the request fails with 503."""
     api_key_cache_seconds: float = Field(default=5.0, ge=0, le=300)
-    """How long a process trusts an API key it has checked; a key revoked elsewhere stops working within this."""
+    """How long a process trusts an API key it has checked (and remembers an unknown one); a key revoked elsewhere
+    stops working, and its live streams end, within this (0: every request asks; streams are checked each second)."""
     api_auth_failures_per_minute: int = Field(default=30, ge=1, le=100_000)
-    """Failed authentications a client address may make per minute (a burst of as many, refilled evenly); beyond
-    it, a key this process does not know to be good gets 429 with Retry-After, unchecked. Behind a proxy, set
-    uvicorn's FORWARDED_ALLOW_IPS to its address so the client's own address counts."""
+    """Failed authentications a client address (IPv6: its /64) may make per minute in each API process (a burst of
+    as many, refilled evenly); beyond it, a key this process does not know to be good gets 429 with Retry-After,
+    unchecked. Behind a proxy, set uvicorn's FORWARDED_ALLOW_IPS to its address so the client's own address counts."""
     api_access_log: bool = False
     """One log line per request. Off by default: /metrics counts requests by route and status code."""
     api_live_queue: int = Field(default=1000, ge=1, le=100_000)
     """Events a live client may fall behind by; past it, it is dropped with a reason (others are not slowed)."""
     api_header_timeout: float = Field(default=10.0, gt=0, le=600)
-    """Seconds a connection has to send a request's headers (from opening, or from its previous response); else it
-    gets a 408 and is closed."""
+    """Seconds a connection has to send a request's headers from opening (else a 408, and it is closed) or from its
+    previous response (else it is closed)."""
     api_body_timeout: float = Field(default=30.0, gt=0, le=600)
     """Seconds a request has to send its body once its headers are in; else a 408 and the connection closed."""
     api_max_connections: int = Field(default=1000, ge=1, le=100_000)

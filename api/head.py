@@ -1,5 +1,7 @@
 """HEAD on every GET route (RFC 9110 § 9.3.2): FastAPI answers a HEAD with 405. This runs the GET and sends its
-status and headers only; a stream's HEAD ends as soon as its headers are out."""
+status and headers only; a stream's HEAD ends as soon as its headers are out (uvicorn, which knows the request
+was a HEAD, writes no body, and tells a reader of the request that the client is gone once the response is
+complete: Starlette's streaming response then stops)."""
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,9 +22,12 @@ class HeadMiddleware:
                 return
             if message["type"] == "http.response.start":
                 await send(message)
-                # The server (uvicorn, which knows the request was a HEAD) writes no body: this ends the response,
-                # and the GET's own body, a stream's too, is dropped (its server-side reader sees a disconnect).
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 ended = True
 
-        await self.app({**scope, "method": "GET"}, receive, headers_only)
+        as_get = {**scope, "method": "GET"}
+        try:
+            await self.app(as_get, receive, headers_only)
+        finally:
+            if "route" in as_get:  # for the metrics, outside: the route the GET took
+                scope["route"] = as_get["route"]

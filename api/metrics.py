@@ -7,7 +7,7 @@ from prometheus_client import Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.paths import template_of
-from common.metrics import exposition, new_registry
+from common.metrics import new_registry
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
@@ -30,9 +30,18 @@ class RequestMetrics:
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
+        self.connections_cut = Counter(
+            "warehouse_api_connections_cut_total",
+            "Connections the server closed itself: `too_many` open, or a request's `headers` or `body` late.",
+            ["reason"],
+            registry=self.registry,
+        )
         # The labelled children, kept: looking one up by its labels costs more than counting in it.
         self._counted: dict[tuple[str, str, int], Any] = {}
         self._timed: dict[tuple[str, str], Any] = {}
+
+    def cut(self, reason: str) -> None:
+        self.connections_cut.labels(reason).inc()
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         counted = self._counted.get((method, route, status))
@@ -43,9 +52,6 @@ class RequestMetrics:
         if timed is None:
             timed = self._timed[method, route] = self.latency.labels(method, route)
         timed.observe(seconds)
-
-    def render(self) -> bytes:
-        return exposition(self.registry)
 
 
 class MetricsMiddleware:

@@ -23,7 +23,8 @@ def template_of(app: Any, path: str) -> str | None:
 
 
 def methods_of(app: Any, path: str) -> list[str]:
-    """Every method of every template `path` matches (a path can match several)."""
+    """Every method of every template `path` matches (a path can match several), HEAD wherever GET is."""
     if path in _PAGES:
-        return ["GET"]
-    return sorted({m for pattern, _, methods in _templates(app) if pattern.fullmatch(path) for m in methods})
+        return ["GET", "HEAD"]
+    found = {m for pattern, _, methods in _templates(app) if pattern.fullmatch(path) for m in methods}
+    return sorted(found | {"HEAD"} if "GET" in found else found)

@@ -28,11 +28,11 @@ async def translated() -> AsyncIterator[None]:
     try:
         yield
     except Exception as e:
+        if connection_lost(e):  # PostgreSQL's own too: starting up, shutting down, the connection failed
+            raise DatabaseUnavailable(
+                f"PostgreSQL cannot be reached: {lost_because(e)}; try again", headers={"Retry-After": "1"}
+            ) from e
         if not isinstance(e, asyncpg.PostgresError):
-            if connection_lost(e):
-                raise DatabaseUnavailable(
-                    f"PostgreSQL cannot be reached: {lost_because(e)}; try again", headers={"Retry-After": "1"}
-                ) from e
             raise
         sqlstate = getattr(e, "sqlstate", None)
         fields = _fields(getattr(e, "detail", None))

@@ -64,8 +64,12 @@ async def serve(registry: CollectorRegistry, readiness: Readiness, host: str, po
             elif path == "/healthz":
                 status, body, ctype = "200 OK", b"ok\n", "text/plain"
             elif path == "/readyz":
-                answer = readiness()
-                ready, detail = await answer if inspect.isawaitable(answer) else answer
+                try:
+                    answer = readiness()
+                    ready, detail = await answer if inspect.isawaitable(answer) else answer
+                except Exception:
+                    log.exception("the readiness check failed")
+                    ready, detail = False, {"error": "the readiness check failed; the error is in the log"}
                 status = "200 OK" if ready else "503 Service Unavailable"
                 body, ctype = json.dumps(detail).encode() + b"\n", "application/json"
             else:

@@ -123,8 +123,8 @@ RETURNING id, name, role, key_prefix, created_at, revoked_at;
 SELECT id, name, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL;
 
 -- name: active_api_keys
--- Of the keys $1 (ids), those still active, and their roles.
-SELECT id, role FROM api_keys WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL;
+-- Of the keys $1 (ids), those still active.
+SELECT id FROM api_keys WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL;
 
 -- name: api_keys
 SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys ORDER BY id;

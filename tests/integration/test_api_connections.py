@@ -11,6 +11,7 @@ import pytest
 
 from api.auth import Role
 from tests.api_harness import Api, serve
+from tests.service_process import sample
 
 pytestmark = pytest.mark.integration
 LIMIT_S = 1.0
@@ -74,6 +75,8 @@ async def test_a_connection_that_does_not_send_its_headers_in_time_gets_408_and_
     status, body = problem(answer)
     assert status == 408 and body["type"] == "/problems/request-timeout", body
     assert "headers" in str(body["detail"]) and LIMIT_S * 0.9 <= took < LIMIT_S + 3, took
+    cut = sample("warehouse_api_connections_cut_total", (await strict_api.metrics()).text, reason="headers")
+    assert cut == 1
 
 
 @pytest.mark.parametrize("role", [Role.operator, None])
@@ -107,6 +110,7 @@ async def test_beyond_the_connection_limit_a_new_connection_gets_503_at_once(dat
         assert status == 503 and body["type"] == "/problems/too-many-connections", body
         assert b"retry-after: 1" in answer.lower() and took < 2, took
         writer.close()
+        assert sample("warehouse_api_connections_cut_total", (await api.metrics()).text, reason="too_many") == 1
 
         held.pop()[1].close()
         await asyncio.sleep(0.2)  # the server sees the close
@@ -128,3 +132,25 @@ async def test_a_kept_alive_connection_that_trickles_its_next_request_is_closed(
     sending.cancel()
     writer.close()
     assert rest == b"" and took < LIMIT_S + 3, (rest, took)
+
+
+async def test_a_body_finished_after_an_early_answer_does_not_stop_the_deadline(strict_api: Api) -> None:
+    """The 401 goes out before the body is read; the body's end must not disarm the idle connection's deadline."""
+    reader, writer = await open_socket(strict_api)
+    writer.write(b"POST /operations HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 5\r\n\r\n")
+    first = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+    assert first.startswith(b"HTTP/1.1 401")
+    writer.write(b"{}   ")  # the body, complete, then silence
+    await writer.drain()
+    rest, took = await answer_and_close(reader, within=10 * LIMIT_S)
+    writer.close()
+    assert took < LIMIT_S + 3, (rest, took)
+
+
+async def test_pipelined_requests_are_each_answered_and_none_gets_a_408(strict_api: Api) -> None:
+    reader, writer = await open_socket(strict_api)
+    writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 3)
+    await writer.drain()
+    answers, _ = await answer_and_close(reader, within=10 * LIMIT_S)
+    writer.close()
+    assert answers.count(b"HTTP/1.1 200 OK") == 3 and b"408" not in answers, answers

@@ -4,8 +4,10 @@ unknown key is looked up once per TTL; the failed-authentication limit per addre
 import asyncio
 from typing import Any
 
+import pytest
+
 from api.auth import FailureLimit, KeyCache, Role
-from api.problems import TooManyFailures
+from api.problems import DatabaseUnavailable, TooManyFailures
 
 
 class SlowStore:
@@ -36,7 +38,8 @@ async def test_a_lookup_that_started_before_a_revocation_is_not_cached() -> None
     store.release.set()
     assert (await lookup) is not None  # that request was already on its way
     assert (await after) is None
-    assert await cache.caller(store, "wt_key") is None  # the next one looks again, and the key is gone
+    assert store.lookups == 2
+    assert await cache.caller(store, "wt_key") is None  # and the key is remembered as gone
 
 
 async def test_a_key_is_trusted_for_the_ttl() -> None:
@@ -101,3 +104,25 @@ async def test_requests_with_the_same_unchecked_key_at_once_share_one_query_and_
     assert all(found is not None for found in await asyncio.gather(*lookups))
     assert store.lookups == 1
     limit.admit("10.0.0.1")  # the good key's count was given back: the address has its one try left
+
+
+def test_ipv6_addresses_count_by_their_64() -> None:
+    limit = FailureLimit(per_minute=2)
+    limit.admit("2001:db8:1:2::1")
+    limit.admit("2001:db8:1:2:ffff::9")  # another address of the same /64: the same client
+    with pytest.raises(TooManyFailures):
+        limit.admit("2001:db8:1:2::abcd")
+    limit.admit("2001:db8:1:3::1")  # another /64
+
+
+class DownStore:
+    async def fetchrow(self, name: str, *args: Any) -> None:
+        raise DatabaseUnavailable("PostgreSQL cannot be reached: connection refused; try again")
+
+
+async def test_a_lookup_without_an_answer_is_not_a_failed_authentication() -> None:
+    cache, limit = KeyCache(ttl=300), FailureLimit(per_minute=1)
+    for _ in range(3):  # PostgreSQL out of reach: the client retries, as Retry-After: 1 tells it to
+        with pytest.raises(DatabaseUnavailable):
+            await cache.caller(DownStore(), "wt_key", limit, "10.0.0.1")
+    limit.admit("10.0.0.1")  # its one try is still there

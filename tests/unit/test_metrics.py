@@ -64,11 +64,14 @@ def test_the_api_counts_requests_by_method_route_and_code() -> None:
     metrics = RequestMetrics()
     for status in (200, 200, 404):
         metrics.observe("GET", "/balances/product/{product_id}", status, 0.003)
-    text = metrics.render().decode()
+    metrics.cut("headers")
+    text = exposition(metrics.registry).decode()
     assert ours(families(text)) == {
         "warehouse_api_requests_total": "counter",
         "warehouse_api_request_duration_seconds": "histogram",
+        "warehouse_api_connections_cut_total": "counter",
     }
+    assert sample("warehouse_api_connections_cut_total", text, reason="headers") == 1
     assert PROCESS.items() <= families(text).items()
     route = {"method": "GET", "route": "/balances/product/{product_id}"}
     assert sample("warehouse_api_requests_total", text, **route, code="200") == 2
