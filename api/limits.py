@@ -28,7 +28,7 @@ class BodyLimitMiddleware:
         if has_body and not _is_json(headers.get(b"content-type", b"")):
             got = headers.get(b"content-type", b"").decode("latin-1")[:100] or "none"
             detail = f"a request body must be JSON, Content-Type: application/json (got: {got})"
-            await answer(scope, receive, send, UnsupportedMediaType(detail, headers={"Connection": "close"}))
+            await answer(scope, receive, send, UnsupportedMediaType(detail))  # the body, unread, is skipped
             return
         if length is not None:
             if not length.isdigit() or int(length) > self.limit:

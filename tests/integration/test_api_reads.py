@@ -194,7 +194,7 @@ async def test_a_bad_id_in_the_path_is_a_422_naming_it(api: Api, path: str) -> N
 async def test_a_wrong_method_is_a_405_listing_every_method_of_the_path(api: Api) -> None:
     r = await api.client.put("/products/1", headers=api.auth(Role.admin))
     assert r.status_code == 405 and r.json()["type"] == "/problems/method-not-allowed"
-    assert r.headers["allow"] == "GET, PATCH"
+    assert r.headers["allow"] == "GET, HEAD, PATCH"
 
 
 async def test_a_body_over_64_kib_is_refused(api: Api, db: asyncpg.Connection) -> None:
