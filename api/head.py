@@ -1,7 +1,8 @@
 """HEAD on every GET route (RFC 9110 § 9.3.2): FastAPI answers a HEAD with 405. This runs the GET and sends its
 status and headers only; a stream's HEAD ends as soon as its headers are out (uvicorn, which knows the request
 was a HEAD, writes no body, and tells a reader of the request that the client is gone once the response is
-complete: Starlette's streaming response then stops)."""
+complete: Starlette's streaming response then stops). Routes that would do work for a body nobody reads (the live
+stream subscribes to the feed) see `request.state.head` and skip it."""
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -26,6 +27,7 @@ class HeadMiddleware:
                 ended = True
 
         as_get = {**scope, "method": "GET"}
+        as_get.setdefault("state", {})["head"] = True
         try:
             await self.app(as_get, receive, headers_only)
         finally:

@@ -36,6 +36,9 @@ async def stream(request: Request, product_id: Filter = None, warehouse_id: Filt
     """Server-Sent Events: `event: status-changed`, `id:` the event id, `data:` the event's JSON (as on the topic).
     A comment every 15 s keeps the connection open. A client too far behind, or whose key is revoked, gets
     `event: closed` with the reason, and the stream ends."""
+    headers = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
+    if getattr(request.state, "head", False):  # HEAD: the headers a GET would have, no subscription
+        return StreamingResponse(iter(()), media_type="text/event-stream", headers=headers)
     subscription = await feed(request.app).subscribe(caller(request).key_id, product_id, warehouse_id)
 
     async def events() -> AsyncIterator[str]:
@@ -57,9 +60,7 @@ async def stream(request: Request, product_id: Filter = None, warehouse_id: Filt
         finally:
             feed(request.app).unsubscribe(subscription)
 
-    return StreamingResponse(
-        events(), media_type="text/event-stream", headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
-    )
+    return StreamingResponse(events(), media_type="text/event-stream", headers=headers)
 
 
 @router.websocket("/ws/status-changes")

@@ -1,11 +1,14 @@
 """HTTP details a client relies on: no redirect that names another server, HEAD wherever GET is, 415 for a body
 that is not JSON, and the documented problem for one that is not valid JSON."""
 
+import asyncio
+
 import asyncpg
 import pytest
 
 from api.auth import Role
-from tests.api_harness import Api
+from tests.api_harness import Api, serve
+from tests.private_stack import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +27,7 @@ async def test_head_answers_wherever_get_does_with_the_same_status_and_headers_a
     paths = [
         path.replace("{product_id}", "1").replace("{warehouse_id}", "1").replace("{key_id}", "1")
         for path, operations in (await api.client.get("/openapi.json")).json()["paths"].items()
-        if "get" in operations and not path.endswith("/stream")  # the stream's HEAD: test_api_live
+        if "get" in operations and not path.endswith("/stream")  # below
     ]
     assert len(paths) > 10
     for path in [*paths, "/docs", "/dashboard", "/static/dashboard.js", "/balances/product/999/warehouse/1"]:
@@ -38,6 +41,15 @@ async def test_head_answers_wherever_get_does_with_the_same_status_and_headers_a
     assert r.status_code == 401 and r.content == b""  # a key is needed as for GET
     r = await api.client.post("/healthz")
     assert r.status_code == 405 and r.headers["allow"] == "GET, HEAD"
+
+
+async def test_head_on_the_live_stream_answers_at_once_without_starting_the_feed(database_url: str) -> None:
+    """With no Kafka to reach, a GET would wait 10 s for the feed and answer 503; HEAD needs no feed."""
+    async with serve(database_url, kafka_bootstrap_servers=f"127.0.0.1:{free_port()}") as api:
+        r = await asyncio.wait_for(api.client.head("/status-changes/stream", headers=api.auth(Role.viewer)), 3)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert r.content == b""
+        assert (await api.client.get("/readyz")).json()["kafka"] == "not used yet"
 
 
 @pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
