@@ -2,7 +2,7 @@
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api.problems import UnsupportedMediaType, answer, problem_response
+from api.problems import BodyTooLarge, UnsupportedMediaType, answer
 
 MAX_BODY_BYTES = 64 * 1024  # the largest body of this API is a few hundred bytes
 _DRAIN_LIMIT = 16
@@ -64,11 +64,8 @@ class BodyLimitMiddleware:
         await self.app(scope, replay, send)
 
     async def _refuse(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem_response(
-            413, "/problems/body-too-large", "Request body too large",
-            f"a request body is at most {self.limit:,} bytes", {"Connection": "close"},
-        )  # fmt: skip
-        await response(scope, receive, send)
+        too_large = BodyTooLarge(f"a request body is at most {self.limit:,} bytes", headers={"Connection": "close"})
+        await answer(scope, receive, send, too_large)
 
 
 def _is_json(content_type: bytes) -> bool:

@@ -105,6 +105,18 @@ class DatabaseUnavailable(ApiError):
     status, type, title = 503, "/problems/database-unavailable", "Database unavailable"
 
 
+class RequestTimeout(ApiError):
+    status, type, title = 408, "/problems/request-timeout", "Request timeout"
+
+
+class TooManyConnections(ApiError):
+    status, type, title = 503, "/problems/too-many-connections", "Too many connections"
+
+
+class BodyTooLarge(ApiError):
+    status, type, title = 413, "/problems/body-too-large", "Request body too large"
+
+
 class UnsupportedMediaType(ApiError):
     status, type, title = 415, "/problems/unsupported-media-type", "Unsupported media type"
 
@@ -117,10 +129,14 @@ _HTTP_PROBLEMS = {
 }
 
 
+def problem_body(status: int, type_: str, title: str, detail: str, **extensions: Any) -> dict[str, Any]:
+    return {"type": type_, "title": title, "status": status, "detail": detail, **extensions}
+
+
 def problem_response(
     status: int, type_: str, title: str, detail: str, headers: dict[str, str] | None = None, **extensions: Any
 ) -> JSONResponse:
-    body = {"type": type_, "title": title, "status": status, "detail": detail, **extensions}
+    body = problem_body(status, type_, title, detail, **extensions)
     return JSONResponse(body, status_code=status, headers=headers, media_type=PROBLEM_JSON)
 
 

@@ -12,18 +12,21 @@ HTTP and WebSocket code to learn and test; this is one class over the parser uvi
 import asyncio
 import json
 from collections.abc import Callable
+from http import HTTPStatus
 from typing import Any
 
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from api.config import ApiSettings
-from api.problems import PROBLEM_JSON
+from api.problems import PROBLEM_JSON, ApiError, RequestTimeout, TooManyConnections, problem_body
 
 
-def _problem(status: int, reason: str, type_: str, title: str, detail: str, *headers: str) -> bytes:
-    body = json.dumps({"type": type_, "title": title, "status": status, "detail": detail}).encode()
-    head = [f"HTTP/1.1 {status} {reason}", f"content-type: {PROBLEM_JSON}", f"content-length: {len(body)}", *headers]
+def _raw(error: ApiError) -> bytes:
+    """`error` as a whole HTTP response, for the protocol to write itself (no app runs for it)."""
+    body = json.dumps(problem_body(error.status, error.type, error.title, error.detail)).encode()
+    head = [f"HTTP/1.1 {error.status} {HTTPStatus(error.status).phrase}", f"content-type: {PROBLEM_JSON}",
+            f"content-length: {len(body)}", *(f"{k}: {v}" for k, v in (error.headers or {}).items())]  # fmt: skip
     return "\r\n".join([*head, "connection: close", "", ""]).encode() + body
 
 
@@ -49,8 +52,7 @@ class GuardedProtocol(HttpToolsProtocol):
         super().connection_made(transport)
         if len(self.connections) > self.max_connections:
             detail = f"the API holds {self.max_connections} connections (API_MAX_CONNECTIONS); try again"
-            too_many = ("/problems/too-many-connections", "Too many connections", detail, "retry-after: 1")
-            self._hang_up(_problem(503, "Service Unavailable", *too_many))
+            self._hang_up(_raw(TooManyConnections(detail, headers={"retry-after": "1"})))
             self.cut("too_many")
             return
         self._arm(self.header_timeout, "headers")
@@ -116,7 +118,7 @@ class GuardedProtocol(HttpToolsProtocol):
             return
         setting = "API_HEADER_TIMEOUT" if what == "headers" else "API_BODY_TIMEOUT"
         detail = f"the request's {what} did not arrive within {seconds:g} s ({setting})"
-        self._hang_up(_problem(408, "Request Timeout", "/problems/request-timeout", "Request timeout", detail))
+        self._hang_up(_raw(RequestTimeout(detail)))
 
     def _hang_up(self, answer: bytes) -> None:
         """Sends `answer` and closes: at once for writing, for reading after HANG_UP_S (closing a socket with

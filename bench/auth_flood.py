@@ -13,7 +13,6 @@ import asyncio
 import json
 import os
 import statistics
-import subprocess
 import sys
 import threading
 import time
@@ -24,7 +23,7 @@ import httpx
 
 from api.__main__ import make_key
 from api.auth import Role
-from bench.api_bench import LOADGEN, REPO, Server
+from bench.api_bench import REPO, Server, autocannon
 from db.config import LOCAL_DATABASE_URL, normalize_database_url
 from db.migrate import migrate
 from db.scratch import create_database, drop_database, with_database
@@ -62,9 +61,9 @@ def good_latencies(url: str, key: str, seconds: float) -> list[float]:
 
 
 def flood(url: str, seconds: int, rate: int, result: dict[str, Any]) -> None:
-    config = {"url": url + PATH, "connections": 10, "duration": seconds, "rate": rate, "badKeys": True}
-    out = subprocess.run(["node", str(LOADGEN), json.dumps(config)], capture_output=True, text=True, check=True)
-    result.update(json.loads(out.stdout.strip().splitlines()[-1]))
+    result.update(
+        autocannon(refused_ok=True, url=url + PATH, connections=10, duration=seconds, rate=rate, badKeys=True)
+    )
 
 
 def phase(api: Server, key: str, seconds: int, rate: int | None) -> tuple[float, dict[str, Any]]:
