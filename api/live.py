@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer
 
 from api.problems import ApiError
-from bridge.events import StatusChanged
+from bridge.events import AnyStatusChanged
 from common import kafka
 from common.retry import Backoff, StateLog, retry
 from consumers.events import events_of
@@ -35,12 +35,12 @@ class LiveUnavailable(ApiError):
 class Change:
     """A status change as the streams send it, serialized once for all clients."""
 
-    event: StatusChanged
+    event: AnyStatusChanged
     json: str
     sse: str
 
     @classmethod
-    def of(cls, event: StatusChanged) -> "Change":
+    def of(cls, event: AnyStatusChanged) -> "Change":
         data = event.model_dump_json()
         return cls(event, data, f"id: {event.event_id}\nevent: status-changed\ndata: {data}\n\n")
 
@@ -57,7 +57,7 @@ class Subscription:
     close_code: int = TOO_SLOW
     """The WebSocket close code that says why."""
 
-    def wants(self, event: StatusChanged) -> bool:
+    def wants(self, event: AnyStatusChanged) -> bool:
         return (self.product_id is None or event.product_id == self.product_id) and (
             self.warehouse_id is None or event.warehouse_id == self.warehouse_id
         )
@@ -116,7 +116,7 @@ class LiveFeed:
             if subscription.key_id in key_ids:
                 self._drop(subscription, "the API key was revoked", KEY_REVOKED)
 
-    def _deliver(self, event: StatusChanged) -> None:
+    def _deliver(self, event: AnyStatusChanged) -> None:
         change = Change.of(event)
         for subscription in list(self.subscriptions):
             if not subscription.wants(event):

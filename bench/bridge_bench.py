@@ -2,8 +2,9 @@
 its memory, all against the local stack (a fresh database and fresh topics per run).
 
 - drain: a backlog of N outbox rows, published by `python -m bridge`, against a bare aiokafka transactional
-  producer sending the same messages (key, value, headers) in transactions of the same size to the same
-  broker, in the same run; both rates are read from the records' timestamps on the topic (first to last);
+  producer sending the same messages (each event's key, value and headers, and each batch's pair states on the
+  current-state topic) in transactions of the same size to the same broker, in the same run; both rates are read
+  from the records' timestamps on the event topic (first to last);
   runs alternate and the figure is the median ratio;
 - latency: single-operation transactions that each change a status, at a fixed rate, with the bridge running;
   a read_committed consumer in the same process takes the time from each operation's commit (when the INSERT
@@ -29,7 +30,9 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.events import StatusChanged
+from bridge.events import PairState, StatusChanged
+from bridge.sending import STATE_HEADERS
+from common.settings import stock_status_topic_of
 from db.config import LOCAL_DATABASE_URL, normalize_database_url
 from db.load import ensure_reference_data
 from db.migrate import migrate
@@ -41,14 +44,13 @@ REPO = Path(__file__).resolve().parents[1]
 BATCH = 1000
 PARTITIONS = 6
 WARM_UP = b"warm-up"
-FILL_OUTBOX = """
-INSERT INTO status_change_outbox (product_id, warehouse_id, old_status, new_status, quantity, operation_id,
-                                  occurred_at)
-SELECT 1 + g % 1000, 1 + (g / 1000) % 10,
-       CASE WHEN g % 2 = 0 THEN 'out_of_stock' ELSE 'running_low' END::stock_status,
-       CASE WHEN g % 2 = 0 THEN 'running_low' ELSE 'out_of_stock' END::stock_status,
-       5 * (1 - g % 2), g, now()
-  FROM generate_series(1, $1) g
+# The backlog, made by real operations (an event's cause is read from its operation): each of 1,000 products x 10
+# warehouses alternately gets 5 and loses them, so every operation changes a status; 100,000 a statement.
+FILL_STATEMENT = 100_000
+FILL = """
+INSERT INTO warehouse_operations (product_id, warehouse_id, quantity)
+SELECT 1 + g % 1000, 1 + (g / 1000) % 10, CASE WHEN (g / 10000) % 2 = 0 THEN 5 ELSE -5 END
+  FROM generate_series($1::bigint, $2::bigint - 1) g
 """
 
 
@@ -75,7 +77,7 @@ class Scratch:
         admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
         await admin.start()
         try:
-            await admin.delete_topics([self.topic, f"{self.topic}.bridge-state"])
+            await admin.delete_topics([self.topic, f"{self.topic}.bridge-state", stock_status_topic_of(self.topic)])
         except Exception as e:  # a topic never created
             print(f"  (deleting topics: {type(e).__name__})")
         finally:
@@ -84,7 +86,9 @@ class Scratch:
     async def fill(self, rows: int) -> None:
         conn = await asyncpg.connect(self.url)
         try:
-            await conn.execute(FILL_OUTBOX, rows)
+            await ensure_reference_data(conn, 1000, 10)
+            for start in range(0, rows, FILL_STATEMENT):
+                await conn.execute(FILL, start, min(rows, start + FILL_STATEMENT))
         finally:
             await conn.close()
 
@@ -163,18 +167,21 @@ async def bare_producer(admin_url: str, bootstrap: str, rows: int) -> float:
         await scratch.fill(rows)
         conn = await asyncpg.connect(scratch.url)
         try:
-            records = await conn.fetch(
-                "SELECT event_id, product_id, warehouse_id, old_status::text, new_status::text, quantity,"
-                " operation_id, occurred_at FROM status_change_outbox ORDER BY id"
-            )
+            rows_sent = await conn.fetch("SELECT value FROM status_change_batch(0, $1)", rows)
         finally:
             await conn.close()
-        events = [StatusChanged.model_validate(dict(r)) for r in records]
+        events = [StatusChanged.model_validate_json(r["value"]) for r in rows_sent]
         messages = [(e.key, e.value(), e.headers("/warehouse-tracker/bridge")) for e in events]
+        states = stock_status_topic_of(scratch.topic)
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         try:
-            await admin.create_topics([NewTopic(scratch.topic, PARTITIONS, 1)])
+            await admin.create_topics(
+                [
+                    NewTopic(scratch.topic, PARTITIONS, 1),
+                    NewTopic(states, PARTITIONS, 1, topic_configs={"cleanup.policy": "compact"}),
+                ]
+            )
         finally:
             await admin.close()
         producer = AIOKafkaProducer(
@@ -184,17 +191,31 @@ async def bare_producer(admin_url: str, bootstrap: str, rows: int) -> float:
         try:
             # Warm up outside the timing: right after creation a partition may have no leader yet (retries).
             await producer.begin_transaction()
-            for partition in await producer.partitions_for(scratch.topic):
-                await producer.send(scratch.topic, WARM_UP, partition=partition)
+            for topic in (scratch.topic, states):
+                for partition in await producer.partitions_for(topic):
+                    await producer.send(topic, WARM_UP, key=WARM_UP, partition=partition)
             await producer.commit_transaction()
             for i in range(0, len(messages), BATCH):
                 await producer.begin_transaction()
                 for key, value, headers in messages[i : i + BATCH]:
                     await producer.send(scratch.topic, value, key=key, headers=headers)
+                for key, state in latest_states(events[i : i + BATCH]).items():
+                    await producer.send(states, state, key=key, headers=STATE_HEADERS)
                 await producer.commit_transaction()
         finally:
             await producer.stop()
         return await topic_rate(bootstrap, scratch.topic)
+
+
+def latest_states(events: list[StatusChanged]) -> dict[bytes, bytes]:
+    """The current-state record of each pair, after the last of its events in `events`."""
+    return {
+        e.key: PairState(
+            product_id=e.product_id, warehouse_id=e.warehouse_id, status=e.new_status, seq=e.seq,
+            quantity=e.quantity, changed_at=e.occurred_at, event_id=e.event_id,
+        ).value()
+        for e in events
+    }  # fmt: skip
 
 
 async def drain_figure(admin_url: str, bootstrap: str, rows: int, repeat: int) -> dict[str, Any]:
@@ -310,13 +331,13 @@ async def main() -> int:
         rows.append(
             f"| drain of a {d['rows']:,}-event backlog: events/s ÷ a bare transactional producer | {d['ratio']:.2f} "
             f"(runs {', '.join(f'{r:.2f}' for r in d['runs'])}; {d['bridge_events_s']:,.0f} vs "
-            f"{d['bare_events_s']:,.0f} events/s) | ≥ 0.70 |"
+            f"{d['bare_events_s']:,.0f} events/s) | ≥ 0.8 |"
         )
     if "latency" in only:
         lat = results["latency"] = await latency_figure(admin_url, bootstrap, args.rate, args.seconds)
         rows.append(
             f"| commit → consumer latency, {lat['rate']:,.0f} status changes/s for {lat['seconds']} s "
-            f"| p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | p50 ≤ 20 ms, p99 ≤ 100 ms |"
+            f"| p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms | p50 ≤ 20 ms, p99 ≤ 50 ms |"
         )
     if "rss" in only:
         _, rss = await bridge_drain(admin_url, bootstrap, args.rss_rows, rate=False)

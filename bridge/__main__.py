@@ -1,5 +1,6 @@
-"""`python -m bridge`: run the bridge until SIGTERM/SIGINT. `python -m bridge schema`: rewrite the event's JSON
-Schema and the topic's AsyncAPI document (bridge/schema/)."""
+"""`python -m bridge`: run the bridge until SIGTERM/SIGINT. `python -m bridge schema`: rewrite the JSON Schemas of
+the topics' values and their AsyncAPI document (bridge/schema/). `python -m bridge verify [--events]`: reconcile
+PostgreSQL with the topics (bridge/verify.py)."""
 
 import argparse
 import asyncio
@@ -11,9 +12,10 @@ from pydantic import ValidationError
 from bridge.asyncapi import ASYNCAPI_FILE, asyncapi_text
 from bridge.config import BridgeSettings
 from bridge.errors import BridgeError
-from bridge.events import SCHEMA_FILE, json_schema_text
+from bridge.events import SCHEMA_DIR, SCHEMAS, json_schema_text
 from bridge.metrics import BridgeMetrics
 from bridge.relay import Relay
+from bridge.verify import VerifyError, verify
 from common import logs
 from common.metrics import serve
 from common.stopping import Stopped, stop_on_signals, unless_stopped
@@ -52,11 +54,16 @@ async def run(settings: BridgeSettings) -> int:
 
 def main() -> int:
     p = argparse.ArgumentParser(prog="python -m bridge", description="Outbox → Kafka, exactly once.")
-    p.add_argument("command", nargs="?", choices=["run", "schema"], default="run")
+    commands = p.add_subparsers(dest="command", metavar="command")
+    commands.add_parser("run", help="publish the outbox until SIGTERM/SIGINT (the default)")
+    commands.add_parser("schema", help="rewrite the JSON Schemas and the AsyncAPI document in bridge/schema/")
+    check = commands.add_parser("verify", help="reconcile PostgreSQL with the topics; exit 1 on any discrepancy")
+    check.add_argument("--events", action="store_true", help="scan the whole event topic too")
+    check.add_argument("--show", type=int, default=20, metavar="N", help="discrepancies to print in full (20)")
     args = p.parse_args()
     if args.command == "schema":
-        SCHEMA_FILE.parent.mkdir(exist_ok=True)
-        for path, text in ((SCHEMA_FILE, json_schema_text()), (ASYNCAPI_FILE, asyncapi_text())):
+        SCHEMA_DIR.mkdir(exist_ok=True)
+        for path, text in [*((path, json_schema_text(path)) for path in SCHEMAS), (ASYNCAPI_FILE, asyncapi_text())]:
             path.write_text(text, encoding="utf-8")
             print(f"wrote {path}")
         return 0
@@ -66,7 +73,19 @@ def main() -> int:
         print(f"bridge: invalid settings:\n{e}", file=sys.stderr)
         return 2
     logs.setup(settings.log_format)
+    if args.command == "verify":
+        if args.show < 0:
+            p.error("--show must be 0 or more")
+        return asyncio.run(_verify(settings, args.events, args.show))
     return asyncio.run(run(settings))
+
+
+async def _verify(settings: BridgeSettings, events: bool, show: int) -> int:
+    try:
+        return 1 if await verify(settings, events, show) else 0
+    except VerifyError as e:
+        sys.stderr.write(f"bridge verify: {e}\n")
+        return 2
 
 
 if __name__ == "__main__":

@@ -32,6 +32,6 @@ class BridgeSettings(DatabaseSettings, KafkaSettings):
             self.bridge_state_topic = f"{self.kafka_topic}.bridge-state"
         if not self.bridge_transactional_id:
             self.bridge_transactional_id = f"warehouse-bridge.{self.kafka_topic}"
-        if self.bridge_state_topic == self.kafka_topic:
-            raise ValueError("BRIDGE_STATE_TOPIC must differ from KAFKA_TOPIC")
+        if self.bridge_state_topic in (self.kafka_topic, self.kafka_stock_status_topic):
+            raise ValueError("BRIDGE_STATE_TOPIC must differ from KAFKA_TOPIC and KAFKA_STOCK_STATUS_TOPIC")
         return self

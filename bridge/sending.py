@@ -1,5 +1,6 @@
-"""Sending: the bridge's transactional producer. One Kafka transaction per batch holds the batch's events and its
-state record (bridge/recovery.py); the events go out in record batches the bridge fills itself."""
+"""Sending: the bridge's transactional producer. One Kafka transaction per batch holds the batch's events, the
+latest state of each of its pairs (on the current-state topic), and its state record (bridge/recovery.py); the
+records go out in record batches the bridge fills itself."""
 
 import asyncio
 import logging
@@ -25,40 +26,82 @@ KAFKA_SLOW_S = 3.0  # a transaction taking longer than this means Kafka is unava
 
 
 class BatchSender:
-    """Sends events partition by partition in record batches it fills itself: about twice the rate of one
-    `send()` per event, which is mostly per-message bookkeeping. A key's partition is the default
-    partitioner's (murmur2, as Kafka's own clients compute it), and each partition's events keep their order."""
+    """Sends events, and the pairs' states, partition by partition in record batches it fills itself: about twice
+    the rate of one `send()` per event, which is mostly per-message bookkeeping. A key's partition is the default
+    partitioner's (murmur2, as Kafka's own clients compute it), the same on both topics (they have as many
+    partitions, bridge/topics.py), and each partition's records keep their order."""
 
-    def __init__(self, producer: AIOKafkaProducer, topic: str, source: str) -> None:
-        self.producer, self.topic, self.source = producer, topic, source
+    def __init__(self, producer: AIOKafkaProducer, topic: str, state_topic: str, source: str) -> None:
+        self.producer, self.topic, self.state_topic, self.source = producer, topic, state_topic, source
         self.partition_of: dict[bytes, int] = {}  # murmur2 is pure Python (≈ 2.5 µs a key); pairs repeat
         self.partitions: list[int] = []
 
     async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
-        """rows: of the view status_change_events (key, value, ce_id, ce_time). Returns the batches' deliveries."""
-        deliveries = []
-        producer = self.producer
-        partitions = sorted(await producer.partitions_for(self.topic))
+        """rows: of status_change_batch (key, value, state, seq, ce_id, ce_time). Returns the batches' deliveries."""
+        partition_of = await self._partitioner()
+        batches = _Batches(self.producer)
+        for row in rows:
+            key = row["key"].encode()
+            headers = cloudevents_headers(row["ce_id"], row["ce_time"], self.source, key, row["seq"])
+            partition = partition_of(key)
+            await batches.append(self.topic, partition, key, row["value"].encode(), headers, row["ce_id"])
+            if row["state"] is not None:
+                await batches.append(
+                    self.state_topic, partition, key, row["state"].encode(), STATE_HEADERS, row["ce_id"]
+                )
+        return await batches.flush()
+
+    async def send_states(self, states: Sequence[tuple[bytes, bytes]]) -> list["asyncio.Future[Any]"]:
+        """(key, value) records for the current-state topic only (the snapshot)."""
+        partition_of = await self._partitioner()
+        batches = _Batches(self.producer)
+        for key, value in states:
+            await batches.append(self.state_topic, partition_of(key), key, value, STATE_HEADERS, key.decode())
+        return await batches.flush()
+
+    async def _partitioner(self) -> Any:
+        partitions = sorted(await self.producer.partitions_for(self.topic))
         if partitions != self.partitions:  # partitions were added: keys move
             self.partitions, self.partition_of = partitions, {}
-        builders: dict[int, Any] = {}
-        for row in rows:
-            key, value = row["key"].encode(), row["value"].encode()
-            headers = cloudevents_headers(row["ce_id"], row["ce_time"], self.source)
-            partition = self.partition_of.get(key)
+        known = self.partition_of
+
+        def partition_of(key: bytes) -> int:
+            partition = known.get(key)
             if partition is None:
-                partition = self.partition_of[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
-            builder = builders.get(partition)
-            if builder is None:
-                builder = builders[partition] = producer.create_batch()
-            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
-                deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
-                builder = builders[partition] = producer.create_batch()
-                if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
-                    raise BridgeError(f"event {row['ce_id']} does not fit in a Kafka record batch", retriable=False)
-        for partition, builder in builders.items():
-            deliveries.append(await producer.send_batch(builder, self.topic, partition=partition))
-        return deliveries
+                partition = known[key] = partitions[(murmur2(key) & 0x7FFFFFFF) % len(partitions)]
+            return partition
+
+        return partition_of
+
+
+STATE_HEADERS = [("content-type", b"application/json")]
+
+
+class _Batches:
+    """Open record batches, one per topic and partition; a full one is sent and replaced."""
+
+    def __init__(self, producer: AIOKafkaProducer) -> None:
+        self.producer = producer
+        self.open: dict[tuple[str, int], Any] = {}
+        self.deliveries: list[asyncio.Future[Any]] = []
+
+    async def append(
+        self, topic: str, partition: int, key: bytes, value: bytes, headers: list[tuple[str, bytes]], what: str
+    ) -> None:
+        builder = self.open.get((topic, partition))
+        if builder is None:
+            builder = self.open[topic, partition] = self.producer.create_batch()
+        if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:  # full: send it
+            self.deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
+            builder = self.open[topic, partition] = self.producer.create_batch()
+            if builder.append(timestamp=None, key=key, value=value, headers=headers) is None:
+                raise BridgeError(f"record {what} does not fit in a Kafka record batch", retriable=False)
+
+    async def flush(self) -> list["asyncio.Future[Any]"]:
+        for (topic, partition), builder in self.open.items():
+            self.deliveries.append(await self.producer.send_batch(builder, topic, partition=partition))
+        self.open = {}
+        return self.deliveries
 
 
 class Publisher:
@@ -73,7 +116,9 @@ class Publisher:
             enable_idempotence=True,
             client_id=f"warehouse-bridge-{socket.gethostname()}-{os.getpid()}",
         )
-        self.events = BatchSender(self.producer, settings.kafka_topic, settings.bridge_event_source)
+        self.events = BatchSender(
+            self.producer, settings.kafka_topic, settings.kafka_stock_status_topic, settings.bridge_event_source
+        )
 
     async def start(self) -> None:
         """Fences every older producer of this transactional id; aiokafka alone would retry forever."""
@@ -89,8 +134,8 @@ class Publisher:
     async def transaction(
         self, rows: Sequence[asyncpg.Record], ids: Sequence[int], after: "asyncio.Future[str] | None"
     ) -> None:
-        """One Kafka transaction: the events, and the state record naming their outbox ids. It commits only after
-        `after` (the previous batch's deletion) is done."""
+        """One Kafka transaction: the events, their pairs' latest states, and the state record naming their outbox
+        ids. It commits only after `after` (the previous batch's deletion) is done."""
         s, producer = self.settings, self.producer
         try:
             await producer.begin_transaction()

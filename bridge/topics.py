@@ -1,5 +1,7 @@
-"""The bridge's two topics: created when missing, refused when they exist with settings that would lose events."""
+"""The bridge's three topics (events, current state, the bridge's own state): created when missing, refused when
+they exist with settings that would lose events or break the co-partitioning of events and states."""
 
+import asyncio
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -20,26 +22,52 @@ class IncompatibleTopic(BridgeError):
 
 
 async def ensure_topics(settings: BridgeSettings) -> None:
-    """Both topics exist, with the settings the bridge needs (raises IncompatibleTopic otherwise)."""
+    """The topics exist, with the settings the bridge needs (raises IncompatibleTopic otherwise)."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
-        # Events must never be compacted away: a compacted topic keeps only the last change of each pair.
-        await _ensure(admin, settings.kafka_topic, settings.bridge_topic_partitions, "delete")
+        await ensure_event_topics(admin, settings.kafka_topic, settings.kafka_stock_status_topic,
+                                  settings.bridge_topic_partitions)  # fmt: skip
         # The state topic is read for its last record per transactional id: compaction keeps exactly that.
         await _ensure(admin, settings.bridge_state_topic, 1, "compact")
     finally:
         await admin.close()
 
 
-async def _ensure(admin: AIOKafkaAdminClient, topic: str, partitions: int, cleanup_policy: str) -> None:
+async def ensure_event_topics(admin: AIOKafkaAdminClient, topic: str, stock_status_topic: str, partitions: int) -> None:
+    """The event topic and its current-state topic: the events never compacted away (a compacted topic keeps only
+    the last change of each pair), the states compacted (the last one of each pair is the point), and both with as
+    many partitions, so a key has the same partition number on both (joins in Kafka Streams, Flink or ksqlDB need
+    that)."""
+    events = await _ensure(admin, topic, partitions, "delete")
+    states = await _ensure(admin, stock_status_topic, events, "compact")
+    if states != events:
+        raise IncompatibleTopic(
+            f"topic {stock_status_topic} has {states} partitions and {topic} {events}: they must have as many, so"
+            " that a pair's state and events share a partition number; add partitions to the smaller one"
+            " (kafka-topics.sh --alter --partitions) or set another KAFKA_STOCK_STATUS_TOPIC"
+        )
+
+
+async def partitions_of(admin: AIOKafkaAdminClient, topic: str) -> int:
+    """The partitions of an existing topic (a topic just made by another client may need a moment to be known)."""
+    for _ in range(50):
+        (described,) = await admin.describe_topics([topic])
+        if described["error_code"] == 0 and described["partitions"]:
+            return len(described["partitions"])
+        await asyncio.sleep(0.1)
+    raise BridgeError(f"cannot describe topic {topic}: Kafka error {described['error_code']}")
+
+
+async def _ensure(admin: AIOKafkaAdminClient, topic: str, partitions: int, cleanup_policy: str) -> int:
+    """Creates the topic, or checks the one there; returns its partitions."""
     response = await admin.create_topics(
         [NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": cleanup_policy})]
     )
     (_, code, message), *_ = response.topic_errors
     if code == 0:
         log.info("created topic %s (%d partitions, cleanup.policy=%s)", topic, partitions, cleanup_policy)
-        return
+        return partitions
     if code != TOPIC_ALREADY_EXISTS:
         raise BridgeError(f"cannot create topic {topic}: Kafka error {code}: {message}")
     (resource,) = (
@@ -55,7 +83,8 @@ async def _ensure(admin: AIOKafkaAdminClient, topic: str, partitions: int, clean
             + (
                 "(a compacted event topic keeps only the last change of each pair)"
                 if cleanup_policy == "delete"
-                else "(the state topic is read for its last record)"
+                else "(a state topic is read for the last record of each key)"
             )
             + "; change it with kafka-configs.sh or set another topic name"
         )
+    return await partitions_of(admin, topic)

@@ -3,7 +3,7 @@ are db.config.DatabaseSettings). Every setting comes from the environment (upper
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_TOPIC = "warehouse.status-changes"
@@ -27,3 +27,19 @@ class KafkaSettings(ProcessSettings):
     """Kafka brokers, host:port[,host:port…]."""
     kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     """The topic of status changes (the bridge creates it when missing)."""
+    kafka_stock_status_topic: str = Field(default="", max_length=249, pattern=r"^[A-Za-z0-9._-]*$")
+    """The compacted topic of every pair's current state, written with the events; default `warehouse.stock-status` (`<KAFKA_TOPIC>` with `.status-changes` made `.stock-status`, or with `.stock-status` added)."""  # noqa: E501
+
+    @model_validator(mode="after")
+    def _derive_stock_status_topic(self) -> "KafkaSettings":
+        if not self.kafka_stock_status_topic:
+            self.kafka_stock_status_topic = stock_status_topic_of(self.kafka_topic)
+        if self.kafka_stock_status_topic == self.kafka_topic:
+            raise ValueError("KAFKA_STOCK_STATUS_TOPIC must differ from KAFKA_TOPIC")
+        return self
+
+
+def stock_status_topic_of(topic: str) -> str:
+    """The current-state topic that goes with an event topic, unless set."""
+    suffix = ".status-changes"
+    return f"{topic.removesuffix(suffix)}.stock-status" if topic.endswith(suffix) else f"{topic}.stock-status"

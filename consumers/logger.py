@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.events import StatusChanged
+from bridge.events import AnyStatusChanged
 from consumers.config import LoggerSettings
 from consumers.runner import ConsumerMetrics, consume, run
 
@@ -35,7 +35,7 @@ TEXT = {
 }
 
 
-def line(event: StatusChanged, lang: str) -> str:
+def line(event: AnyStatusChanged, lang: str) -> str:
     text = TEXT[lang]
     return text["changed"].format(
         product=event.product_id, warehouse=event.warehouse_id, old=text[event.old_status], new=text[event.new_status]
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     metrics = ConsumerMetrics("logger")
 
-    async def show(events: list[tuple[Any, StatusChanged]]) -> None:
+    async def show(events: list[tuple[Any, AnyStatusChanged]]) -> None:
         for _, event in events:
             print(line(event, args.lang), flush=True)
 

@@ -17,7 +17,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
-from bridge.events import StatusChanged
+from bridge.events import AnyStatusChanged
 from common import kafka, logs
 from common.metrics import new_registry, serve
 from common.retry import Backoff, StateLog, retry
@@ -28,7 +28,7 @@ from consumers.events import events_of
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
 START_RETRY_S = 2.0
-Handler = Callable[[list[tuple[Any, StatusChanged]]], Awaitable[None]]
+Handler = Callable[[list[tuple[Any, AnyStatusChanged]]], Awaitable[None]]
 
 
 class ConsumerMetrics:

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 from pydantic import ValidationError
 
-from bridge.events import StatusChanged
+from bridge.events import AnyStatusChanged
 from common.retry import Backoff, StateLog, retry
 from consumers.config import StoreSettings
 from consumers.runner import ConsumerMetrics, consume, run
@@ -27,11 +27,11 @@ CONNECT_TIMEOUT_S = 5.0
 log = logging.getLogger("consumers.store")
 
 
-def _columns(events: list[tuple[Any, StatusChanged]]) -> list[list[Any]]:
-    columns: list[list[Any]] = [[] for _ in range(10)]
+def _columns(events: list[tuple[Any, AnyStatusChanged]]) -> list[list[Any]]:
+    columns: list[list[Any]] = [[] for _ in range(13)]
     for message, e in events:
         row = (e.event_id, e.occurred_at, e.product_id, e.warehouse_id, e.old_status, e.new_status, e.quantity,
-               e.operation_id, message.partition, message.offset)  # fmt: skip
+               e.operation_id, message.partition, message.offset, e.seq, e.cause, e.transfer_id)  # fmt: skip
         for column, value in zip(columns, row, strict=True):
             column.append(value)
     return columns
@@ -45,7 +45,7 @@ class Log:
         self.conn: asyncpg.Connection | None = None
         self.state = StateLog(log)
 
-    async def write(self, events: list[tuple[Any, StatusChanged]]) -> None:
+    async def write(self, events: list[tuple[Any, AnyStatusChanged]]) -> None:
         try:
             await self._insert(events)
         except Exception as e:
@@ -64,7 +64,7 @@ class Log:
                                 one[0].partition, one[0].offset, refused,
                                 extra={"partition": one[0].partition, "offset": one[0].offset})  # fmt: skip
 
-    async def _insert(self, events: list[tuple[Any, StatusChanged]]) -> None:
+    async def _insert(self, events: list[tuple[Any, AnyStatusChanged]]) -> None:
         """Retries while PostgreSQL is out of reach or refuses the write for a reason other than its data (too many
         connections, a role without rights, a migration missing…): one line when that starts, one when it ends.
         Raises what refused the data, or Stopped if told to stop meanwhile."""

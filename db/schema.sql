@@ -88,6 +88,15 @@ BEGIN
     )
     INSERT INTO status_change_counter (changes)
     SELECT (SELECT coalesce(sum(changes), 0) FROM folded) + (SELECT count(*) FROM removed);
+    INSERT INTO status_change_published AS p (product_id, warehouse_id, seq, status, quantity, changed_at, event_id)
+    SELECT DISTINCT ON (product_id, warehouse_id)
+           product_id, warehouse_id, count(*) OVER (PARTITION BY product_id, warehouse_id),
+           new_status, quantity, occurred_at, event_id
+      FROM removed
+     ORDER BY product_id, warehouse_id, id DESC
+    ON CONFLICT (product_id, warehouse_id) DO UPDATE
+       SET seq = p.seq + excluded.seq, status = excluded.status, quantity = excluded.quantity,
+           changed_at = excluded.changed_at, event_id = excluded.event_id;
     RETURN NULL;
 END
 $$;
@@ -242,6 +251,64 @@ BEGIN
      ORDER BY product_id, warehouse_id;
     RETURN NULL;
 END
+$$;
+
+--
+-- Name: status_change_batch(bigint, integer); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.status_change_batch(after_id bigint, size integer) RETURNS TABLE(id bigint, key text, value text, state text, seq bigint, ce_id text, ce_time text, occurred_epoch double precision)
+    LANGUAGE sql STABLE
+    AS $$
+    WITH in_flight AS (
+        SELECT product_id, warehouse_id, count(*) AS n
+          FROM status_change_outbox WHERE id <= after_id GROUP BY product_id, warehouse_id
+    ),
+    batch AS (
+        SELECT o.*,
+               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id) AS rank,
+               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id DESC) AS from_last
+          FROM (SELECT * FROM status_change_outbox WHERE id > after_id ORDER BY id LIMIT size) o
+    ),
+    numbered AS (
+        SELECT b.*, coalesce(p.seq, 0) + coalesce(f.n, 0) + b.rank AS seq,
+               CASE WHEN b.operation_id IS NULL THEN 'threshold_change' ELSE w.operation_type::text END AS cause,
+               w.transfer_id, event_time(b.occurred_at, 'Z') AS at
+          FROM batch b
+          LEFT JOIN status_change_published p USING (product_id, warehouse_id)
+          LEFT JOIN in_flight f USING (product_id, warehouse_id)
+          LEFT JOIN warehouse_operations w ON w.id = b.operation_id
+    )
+    SELECT id,
+           product_id || ':' || warehouse_id,
+           '{"event_id":"' || event_id
+               || '","schema_version":2,"occurred_at":"' || at
+               || '","product_id":' || product_id
+               || ',"warehouse_id":' || warehouse_id
+               || ',"seq":' || seq
+               || ',"old_status":"' || old_status
+               || '","new_status":"' || new_status
+               || '","quantity":' || quantity
+               || ',"cause":"' || cause
+               || '","operation_id":' || coalesce(operation_id::text, 'null')
+               || ',"transfer_id":' || coalesce('"' || transfer_id || '"', 'null')
+               || '}',
+           CASE WHEN from_last = 1 THEN
+               '{"product_id":' || product_id
+               || ',"warehouse_id":' || warehouse_id
+               || ',"status":"' || new_status
+               || '","seq":' || seq
+               || ',"quantity":' || quantity
+               || ',"changed_at":"' || at
+               || '","event_id":"' || event_id
+               || '"}'
+           END,
+           seq,
+           event_id::text,
+           event_time(occurred_at, '+00:00'),
+           extract(epoch FROM occurred_at)::float8
+      FROM numbered
+     ORDER BY id
 $$;
 
 --
@@ -565,6 +632,20 @@ CREATE TABLE public.schema_migrations (
 );
 
 --
+-- Name: state_snapshots; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.state_snapshots (
+    transactional_id text NOT NULL,
+    requested_at timestamp with time zone DEFAULT now() NOT NULL,
+    pairs bigint NOT NULL,
+    written bigint DEFAULT 0 NOT NULL,
+    after_product bigint,
+    after_warehouse bigint,
+    finished_at timestamp with time zone
+);
+
+--
 -- Name: status_change_counter; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -572,6 +653,27 @@ CREATE TABLE public.status_change_counter (
     changes bigint NOT NULL,
     recorded_at timestamp with time zone DEFAULT now() NOT NULL,
     CONSTRAINT status_change_counter_changes_check CHECK ((changes >= 0))
+);
+
+--
+-- Name: status_change_log; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.status_change_log (
+    event_id uuid NOT NULL,
+    occurred_at timestamp with time zone NOT NULL,
+    product_id bigint NOT NULL,
+    warehouse_id bigint NOT NULL,
+    old_status public.stock_status NOT NULL,
+    new_status public.stock_status NOT NULL,
+    quantity bigint NOT NULL,
+    operation_id bigint,
+    kafka_partition integer NOT NULL,
+    kafka_offset bigint NOT NULL,
+    stored_at timestamp with time zone DEFAULT now() NOT NULL,
+    seq bigint,
+    cause text,
+    transfer_id uuid
 );
 
 --
@@ -591,37 +693,6 @@ CREATE TABLE public.status_change_outbox (
 );
 
 --
--- Name: status_change_events; Type: VIEW; Schema: public; Owner: -
---
-
-CREATE VIEW public.status_change_events AS
- SELECT status_change_outbox.id,
-    ((status_change_outbox.product_id || ':'::text) || status_change_outbox.warehouse_id) AS key,
-    (((((((((((((((('{"event_id":"'::text || status_change_outbox.event_id) || '","schema_version":1,"occurred_at":"'::text) || public.event_time(status_change_outbox.occurred_at, 'Z'::text)) || '","product_id":'::text) || status_change_outbox.product_id) || ',"warehouse_id":'::text) || status_change_outbox.warehouse_id) || ',"old_status":"'::text) || status_change_outbox.old_status) || '","new_status":"'::text) || status_change_outbox.new_status) || '","quantity":'::text) || status_change_outbox.quantity) || ',"operation_id":'::text) || COALESCE((status_change_outbox.operation_id)::text, 'null'::text)) || '}'::text) AS value,
-    (status_change_outbox.event_id)::text AS ce_id,
-    public.event_time(status_change_outbox.occurred_at, '+00:00'::text) AS ce_time,
-    (EXTRACT(epoch FROM status_change_outbox.occurred_at))::double precision AS occurred_epoch
-   FROM public.status_change_outbox;
-
---
--- Name: status_change_log; Type: TABLE; Schema: public; Owner: -
---
-
-CREATE TABLE public.status_change_log (
-    event_id uuid NOT NULL,
-    occurred_at timestamp with time zone NOT NULL,
-    product_id bigint NOT NULL,
-    warehouse_id bigint NOT NULL,
-    old_status public.stock_status NOT NULL,
-    new_status public.stock_status NOT NULL,
-    quantity bigint NOT NULL,
-    operation_id bigint,
-    kafka_partition integer NOT NULL,
-    kafka_offset bigint NOT NULL,
-    stored_at timestamp with time zone DEFAULT now() NOT NULL
-);
-
---
 -- Name: status_change_outbox_id_seq; Type: SEQUENCE; Schema: public; Owner: -
 --
 
@@ -633,6 +704,43 @@ ALTER TABLE public.status_change_outbox ALTER COLUMN id ADD GENERATED ALWAYS AS 
     NO MAXVALUE
     CACHE 1
 );
+
+--
+-- Name: status_change_published; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.status_change_published (
+    product_id bigint NOT NULL,
+    warehouse_id bigint NOT NULL,
+    seq bigint NOT NULL,
+    status public.stock_status NOT NULL,
+    quantity bigint NOT NULL,
+    changed_at timestamp with time zone NOT NULL,
+    event_id uuid NOT NULL,
+    CONSTRAINT status_change_published_seq_check CHECK ((seq > 0))
+)
+WITH (fillfactor='50');
+
+--
+-- Name: stock_status_seq; Type: VIEW; Schema: public; Owner: -
+--
+
+CREATE VIEW public.stock_status_seq AS
+ SELECT b.product_id,
+    b.warehouse_id,
+    b.status,
+    b.quantity,
+    (COALESCE(p.seq, (0)::bigint) + COALESCE(w.waiting, (0)::bigint)) AS seq,
+    COALESCE(p.seq, (0)::bigint) AS published_seq,
+    p.status AS published_status,
+    COALESCE(w.waiting, (0)::bigint) AS waiting
+   FROM ((public.stock_balance b
+     LEFT JOIN public.status_change_published p USING (product_id, warehouse_id))
+     LEFT JOIN ( SELECT status_change_outbox.product_id,
+            status_change_outbox.warehouse_id,
+            count(*) AS waiting
+           FROM public.status_change_outbox
+          GROUP BY status_change_outbox.product_id, status_change_outbox.warehouse_id) w USING (product_id, warehouse_id));
 
 --
 -- Name: warehouse_operations; Type: TABLE; Schema: public; Owner: -
@@ -730,6 +838,13 @@ ALTER TABLE ONLY public.schema_migrations
     ADD CONSTRAINT schema_migrations_pkey PRIMARY KEY (version);
 
 --
+-- Name: state_snapshots state_snapshots_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.state_snapshots
+    ADD CONSTRAINT state_snapshots_pkey PRIMARY KEY (transactional_id);
+
+--
 -- Name: status_change_log status_change_log_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -742,6 +857,13 @@ ALTER TABLE ONLY public.status_change_log
 
 ALTER TABLE ONLY public.status_change_outbox
     ADD CONSTRAINT status_change_outbox_pkey PRIMARY KEY (id);
+
+--
+-- Name: status_change_published status_change_published_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.status_change_published
+    ADD CONSTRAINT status_change_published_pkey PRIMARY KEY (product_id, warehouse_id);
 
 --
 -- Name: stock_balance stock_balance_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -775,6 +897,12 @@ CREATE INDEX idempotent_requests_created_at ON public.idempotent_requests USING 
 --
 
 CREATE INDEX status_change_log_newest ON public.status_change_log USING btree (occurred_at DESC, event_id DESC);
+
+--
+-- Name: status_change_log_pair; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX status_change_log_pair ON public.status_change_log USING btree (product_id, warehouse_id, seq NULLS FIRST, kafka_partition, kafka_offset);
 
 --
 -- Name: status_change_log_product; Type: INDEX; Schema: public; Owner: -

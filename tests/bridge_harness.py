@@ -13,7 +13,8 @@ from typing import Any
 
 import asyncpg
 
-from bridge.events import EVENT_TYPE, StatusChanged
+from bridge.events import EVENT_TYPE, PairState, StatusChanged
+from common.settings import stock_status_topic_of
 from db.load import OperationGenerator, copy_batch
 from tests.service_process import ServiceProcess
 from tests.topic import delete_topics, read_topic
@@ -59,7 +60,7 @@ class Bridges:
         for bridge in self.made:
             if bridge.running():
                 bridge.kill()
-        await delete_topics(self.bootstrap, self.topic, f"{self.topic}.bridge-state")
+        await delete_topics(self.bootstrap, self.topic, f"{self.topic}.bridge-state", stock_status_topic_of(self.topic))
 
 
 async def load(url: str, loaders: int, operations: int, batch: int, pause: float = 0.0, products: int = 50) -> None:
@@ -106,6 +107,31 @@ def exactly_once(produced: Produced, events: list[StatusChanged]) -> tuple[bool,
     )
 
 
+def numbered_per_pair(records: list[Any], events: list[StatusChanged]) -> tuple[bool, str]:
+    """Each pair's events carry seq 1, 2, 3… in offset order, each with its ce_sequence: whether it holds."""
+    last: dict[bytes, int] = {}
+    wrong = 0
+    for record, event in sorted(zip(records, events, strict=True), key=lambda r: (r[0].partition, r[0].offset)):
+        wrong += event.seq != last.get(record.key, 0) + 1 or dict(record.headers)["ce_sequence"] != (
+            str(event.seq).zfill(20).encode()
+        )
+        last[record.key] = event.seq
+    return not wrong, f"{len(last):,} pairs: {wrong} events whose seq is not the one after their pair's last"
+
+
+async def states_match(db: asyncpg.Connection, bootstrap: str, topic: str) -> tuple[bool, str]:
+    """The current-state topic's last record of each pair has the pair's status and seq as the database has them
+    (every pair that ever changed; the outbox drained)."""
+    latest = {r.key.decode(): PairState.model_validate_json(r.value) for r in await read_topic(bootstrap, topic)}
+    rows = await db.fetch(
+        "SELECT product_id || ':' || warehouse_id AS key, status, seq FROM stock_status_seq WHERE seq > 0"
+    )
+    expected = {r["key"]: (r["status"], r["seq"]) for r in rows}
+    found = {key: (s.status, s.seq) for key, s in latest.items()}
+    wrong = sum(found.get(key) != value for key, value in expected.items()) + len(set(found) - set(expected))
+    return not wrong, f"{len(expected):,} pairs changed, {len(found):,} on the state topic: {wrong} differ"
+
+
 def in_order_per_pair(produced: Produced, records: list[Any], events: list[StatusChanged]) -> tuple[bool, str]:
     """Each pair's changes in one partition, in outbox order, under the pair's key, with the event's CloudEvents
     id and type: whether it holds, and the counts."""
@@ -135,7 +161,12 @@ async def assert_published_exactly_once(db: asyncpg.Connection, bootstrap: str, 
     produced = await audited(db)
     records = await read_topic(bootstrap, topic)
     events = [StatusChanged.model_validate_json(r.value) for r in records]
-    for holds, detail in (exactly_once(produced, events), in_order_per_pair(produced, records, events)):
+    for holds, detail in (
+        exactly_once(produced, events),
+        in_order_per_pair(produced, records, events),
+        numbered_per_pair(records, events),
+        await states_match(db, bootstrap, stock_status_topic_of(topic)),
+    ):
         assert holds, detail
     assert await db.fetchval("SELECT status_change_count()") == len(produced)
     return len(produced)

@@ -6,10 +6,7 @@
 SELECT pg_try_advisory_lock(hashtextextended($1, 0));
 
 -- name: next_batch
-SELECT id, key, value, ce_id, ce_time, occurred_epoch
-  FROM status_change_events
- ORDER BY id
- LIMIT $1;
+SELECT * FROM status_change_batch(0, $1);
 
 -- name: next_batch_after
 -- The batch after one that is still being published (ids up to $1, not deleted yet), read while that one is
@@ -19,12 +16,7 @@ SELECT id, key, value, ce_id, ce_time, occurred_epoch
 -- rows after $1, one row of NULLs still carries `behind`.
 SELECT b.behind, o.*
   FROM (SELECT count(*) AS behind FROM status_change_outbox WHERE id <= $1) b
-  LEFT JOIN LATERAL (
-        SELECT id, key, value, ce_id, ce_time, occurred_epoch
-          FROM status_change_events
-         WHERE id > $1
-         ORDER BY id
-         LIMIT $2) o ON true;
+  LEFT JOIN LATERAL status_change_batch($1, $2) o ON true;
 
 -- name: delete_published
 -- The deletion counts the rows into status_change_counter (trigger count_removed_changes).

@@ -49,3 +49,15 @@ HAVING count(*) <> 2
     OR count(DISTINCT warehouse_id) <> 2
     OR sum(quantity) <> 0
  ORDER BY min(id);
+
+-- name: pairs
+-- Every pair as `python -m bridge verify` compares it with the topics (bridge/verify.py), in key order.
+SELECT product_id, warehouse_id, status, seq, published_seq, published_status, waiting
+  FROM stock_status_seq
+ ORDER BY product_id, warehouse_id;
+
+-- name: pairs_again
+-- The verifier's second look at the pairs a topic showed further along than its first snapshot.
+SELECT s.product_id, s.warehouse_id, s.seq
+  FROM unnest($1::bigint[], $2::bigint[]) AS k (product_id, warehouse_id)
+  JOIN stock_status_seq s USING (product_id, warehouse_id);

@@ -49,7 +49,7 @@ async def test_a_consumer_is_not_ready_while_kafka_is_away_and_ready_again_after
         event = StatusChanged.model_validate(
             {"event_id": str(uuid.uuid4()), "occurred_at": "2026-12-03T10:00:00Z", "product_id": 41,
              "warehouse_id": 2, "old_status": "available", "new_status": "running_low", "quantity": 3,
-             "operation_id": 9}
+             "operation_id": 9, "seq": 1, "cause": "receipt", "transfer_id": None}
         )  # fmt: skip
         await publish(outage_stack.bootstrap, topic, event)
 

@@ -26,7 +26,7 @@ STATUSES = ("available", "running_low", "out_of_stock")
 def event(product: int, warehouse: int, old: str, new: str, quantity: int = 5) -> StatusChanged:
     return StatusChanged(
         event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), product_id=product, warehouse_id=warehouse,
-        old_status=old, new_status=new, quantity=quantity, operation_id=1,  # type: ignore[arg-type]
+        old_status=old, new_status=new, quantity=quantity, operation_id=1, seq=1, cause="receipt", transfer_id=None,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -175,12 +175,15 @@ async def test_a_message_that_does_not_parse_is_skipped_and_reported(
     kafka_bootstrap: str, topic: str, database_url: str, tmp_path: Path
 ) -> None:
     good = [event(1, 1, "out_of_stock", "running_low"), event(1, 1, "running_low", "available")]
-    future = json.loads(good[0].value()) | {"schema_version": 2}
+    future = json.loads(good[0].value()) | {"schema_version": 3}
+    # Version 1, before seq, cause and transfer_id: still read, and stored without them.
+    v1 = {k: v for k, v in json.loads(event(1, 1, "available", "running_low").value()).items()
+          if k not in ("seq", "cause", "transfer_id")} | {"schema_version": 1}  # fmt: skip
     huge = json.loads(event(1, 1, "available", "running_low").value()) | {"product_id": 2**70}
     await publish(
         kafka_bootstrap, topic,
         [(good[0].key, good[0].value()), (b"1:1", b"{not json"), (b"1:1", json.dumps(future).encode()),
-         (b"1:1", json.dumps(huge).encode()), (good[1].key, good[1].value())],
+         (b"1:1", json.dumps(huge).encode()), (good[1].key, good[1].value()), (b"1:1", json.dumps(v1).encode())],
     )  # fmt: skip
     env = {"KAFKA_BOOTSTRAP_SERVERS": kafka_bootstrap, "KAFKA_TOPIC": topic, "DATABASE_URL": database_url}
     store = consumer("consumers.store", tmp_path, env).start()
@@ -188,16 +191,26 @@ async def test_a_message_that_does_not_parse_is_skipped_and_reported(
 
         async def both_stored() -> bool:
             assert store.running(), store.output()
-            return await stored(database_url) == 2
+            return await stored(database_url) == 3
 
-        await wait_until(both_stored, "the two good events")
+        await wait_until(both_stored, "the three good events")
         assert await store.metric("warehouse_store_skipped_messages_total") == 3
-        assert await store.metric("warehouse_store_events_total") == 2
+        assert await store.metric("warehouse_store_events_total") == 3
+        conn = await asyncpg.connect(database_url)
+        try:
+            rows = await conn.fetch("SELECT event_id::text, seq, cause FROM status_change_log")
+        finally:
+            await conn.close()
+        assert {(r["event_id"], r["seq"], r["cause"]) for r in rows} == {
+            (str(good[0].event_id), 1, "receipt"),
+            (str(good[1].event_id), 1, "receipt"),
+            (v1["event_id"], None, None),
+        }
     finally:
         store.terminate()
     out = store.output()
     assert "skipped the message at partition 0, offset 1: not JSON" in out
-    assert "skipped the message at partition 0, offset 2: schema_version 2; this consumer reads 1" in out
+    assert "skipped the message at partition 0, offset 2: schema_version 3; this consumer reads 1 and 2" in out
     assert "skipped the message at partition 0, offset 3: a number out of the 64-bit range" in out
 
 

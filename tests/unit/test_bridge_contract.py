@@ -12,7 +12,15 @@ from pydantic import ValidationError
 
 from bridge.asyncapi import ASYNCAPI_FILE, asyncapi_text
 from bridge.config import BridgeSettings
-from bridge.events import EVENT_TYPE, SCHEMA_FILE, StatusChanged, json_schema_text
+from bridge.events import (
+    EVENT_TYPE,
+    SCHEMA_FILE,
+    SCHEMAS,
+    STATE_SCHEMA_FILE,
+    PairState,
+    StatusChanged,
+    json_schema_text,
+)
 from common.settings import DEFAULT_TOPIC
 
 # The AsyncAPI 3.0.0 specification's own JSON Schema, from the npm package @asyncapi/specs (see tests/data/).
@@ -27,15 +35,19 @@ def change(**overrides: object) -> StatusChanged:
         "warehouse_id": 5,
         "old_status": "running_low",
         "new_status": "available",
+        "seq": 12,
         "quantity": 42,
+        "cause": "receipt",
         "operation_id": 7,
+        "transfer_id": None,
     }
     return StatusChanged.model_validate(fields | overrides)
 
 
-def test_the_committed_json_schema_is_the_models() -> None:
-    assert SCHEMA_FILE.read_text(encoding="utf-8") == json_schema_text(), (
-        "bridge/schema is stale: run `python -m bridge schema` and commit the file"
+@pytest.mark.parametrize("path", list(SCHEMAS), ids=lambda p: p.name)
+def test_the_committed_json_schemas_are_the_models(path: Path) -> None:
+    assert path.read_text(encoding="utf-8") == json_schema_text(path), (
+        f"bridge/schema/{path.name} is stale: run `python -m bridge schema` and commit the file"
     )
 
 
@@ -65,6 +77,12 @@ def test_the_asyncapi_document_describes_what_the_bridge_sends() -> None:
     key = jsonschema_rs.validator_for(message["bindings"]["kafka"]["key"])
     assert key.is_valid(event.key.decode()) and key.is_valid(change(product_id=-3).key.decode())
     assert jsonschema_rs.validator_for(json.loads(SCHEMA_FILE.read_text())).is_valid(json.loads(event.value()))
+    state_message = document["components"]["messages"]["PairState"]
+    assert (ASYNCAPI_FILE.parent / state_message["payload"]["$ref"]).resolve() == STATE_SCHEMA_FILE.resolve()
+    assert document["channels"]["stockStatus"]["address"] == "warehouse.stock-status"
+    state = PairState(product_id=3, warehouse_id=5, status="available", seq=12, quantity=42,
+                      changed_at=event.occurred_at, event_id=event.event_id)  # fmt: skip
+    assert jsonschema_rs.validator_for(json.loads(STATE_SCHEMA_FILE.read_text())).is_valid(json.loads(state.value()))
 
 
 def test_key_value_and_cloudevents_headers() -> None:
@@ -72,14 +90,17 @@ def test_key_value_and_cloudevents_headers() -> None:
     assert event.key == b"3:5"
     assert json.loads(event.value()) == {
         "event_id": "0b5e4b47-9d2c-4d55-9a36-5d4f1c7a0c11",
-        "schema_version": 1,
+        "schema_version": 2,
         "occurred_at": "2026-11-27T06:00:00Z",
         "product_id": 3,
         "warehouse_id": 5,
+        "seq": 12,
         "old_status": "running_low",
         "new_status": "available",
         "quantity": 42,
+        "cause": "receipt",
         "operation_id": 7,
+        "transfer_id": None,
     }
     assert dict(event.headers("/here")) == {
         "ce_specversion": b"1.0",
@@ -87,13 +108,23 @@ def test_key_value_and_cloudevents_headers() -> None:
         "ce_type": EVENT_TYPE.encode(),
         "ce_source": b"/here",
         "ce_time": b"2026-11-27T06:00:00+00:00",
+        "ce_subject": b"3:5",
+        "ce_sequence": b"00000000000000000012",
         "content-type": b"application/json",
     }
     assert StatusChanged.model_validate_json(event.value()) == event
 
 
 @pytest.mark.parametrize(
-    "bad", [{"new_status": "sold_out"}, {"quantity": -1}, {"schema_version": 2}, {"colour": "red"}]
+    "bad",
+    [
+        {"new_status": "sold_out"},
+        {"quantity": -1},
+        {"schema_version": 1},
+        {"colour": "red"},
+        {"seq": 0},
+        {"cause": "theft"},
+    ],
 )
 def test_a_malformed_event_is_refused(bad: dict[str, object]) -> None:
     with pytest.raises(ValidationError):

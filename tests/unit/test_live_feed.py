@@ -11,7 +11,8 @@ from bridge.events import StatusChanged
 def change(product: int) -> StatusChanged:
     return StatusChanged(
         event_id=uuid.uuid4(), occurred_at=datetime.now(UTC), product_id=product, warehouse_id=1,
-        old_status="out_of_stock", new_status="available", quantity=9, operation_id=1,
+        old_status="out_of_stock", new_status="available", quantity=9, operation_id=1, seq=1, cause="receipt",
+        transfer_id=None,
     )  # fmt: skip
 
 

@@ -26,6 +26,7 @@ def observed(events: int = 4) -> Observed:
         StatusChanged(
             event_id=uuid.uuid4(), occurred_at=datetime(2026, 11, 27, tzinfo=UTC), product_id=1 if i < events else 2,
             warehouse_id=1, old_status="out_of_stock", new_status="running_low", quantity=1, operation_id=i,
+            seq=i + 1 if i < events else 1, cause="receipt", transfer_id=None,
         )
         for i in range(events + 1)
     ]  # fmt: skip
