@@ -1,6 +1,7 @@
 """`python -m bridge`: run the bridge until SIGTERM/SIGINT. `python -m bridge schema`: rewrite the JSON Schemas of
 the topics' values and their AsyncAPI document (bridge/schema/). `python -m bridge verify [--events]`: reconcile
-PostgreSQL with the topics (bridge/verify.py)."""
+PostgreSQL with the topics (bridge/verify.py). `python -m bridge snapshot`: have the leading bridge rewrite every
+pair's current state (bridge/snapshot.py)."""
 
 import argparse
 import asyncio
@@ -15,6 +16,7 @@ from bridge.errors import BridgeError
 from bridge.events import SCHEMA_DIR, SCHEMAS, json_schema_text
 from bridge.metrics import BridgeMetrics
 from bridge.relay import Relay
+from bridge.snapshot import snapshot
 from bridge.verify import VerifyError, verify
 from common import logs
 from common.metrics import serve
@@ -60,6 +62,8 @@ def main() -> int:
     check = commands.add_parser("verify", help="reconcile PostgreSQL with the topics; exit 1 on any discrepancy")
     check.add_argument("--events", action="store_true", help="scan the whole event topic too")
     check.add_argument("--show", type=int, default=20, metavar="N", help="discrepancies to print in full (20)")
+    snap = commands.add_parser("snapshot", help="have the bridge rewrite every pair's state into the state topic")
+    snap.add_argument("--no-wait", action="store_true", help="return once requested, without following it")
     args = p.parse_args()
     if args.command == "schema":
         SCHEMA_DIR.mkdir(exist_ok=True)
@@ -77,6 +81,12 @@ def main() -> int:
         if args.show < 0:
             p.error("--show must be 0 or more")
         return asyncio.run(_verify(settings, args.events, args.show))
+    if args.command == "snapshot":
+        try:
+            return asyncio.run(snapshot(settings, wait=not args.no_wait))
+        except KeyboardInterrupt:
+            sys.stderr.write("stopped following; the bridge goes on with the snapshot\n")
+            return 130
     return asyncio.run(run(settings))
 
 

@@ -5,9 +5,14 @@ BRIDGE_POLL_INTERVAL as the fallback.
 
 Behind a backlog the work is pipelined: while batch N is in its Kafka transaction batch N+1 is read, and while
 N+1 is sent N is deleted; N+1 commits only after N's deletion, so the recovery never has more than one batch to
-delete."""
+delete.
+
+A snapshot requested (`python -m bridge snapshot`, table state_snapshots) is written here too, a chunk of pairs
+at a time between batches, only when nothing is in flight: then the database holds what the topic last got for
+each pair, so a chunk never writes an older state over a newer one."""
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,7 +24,10 @@ from bridge.sending import Publisher
 from common.stopping import wait_any
 from db.queries import queries
 
+log = logging.getLogger("bridge")
+
 CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
+SNAPSHOT_CHUNK = 5000  # pairs per Kafka transaction of a snapshot
 
 
 class Drain:
@@ -47,6 +55,7 @@ class Drain:
         await self.control.add_listener(CHANNEL, on_notify)
         while not self.stop.is_set():
             await self._read_backlog()
+            await self._snapshot_chunk()
             rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
             if rows:
                 await self._drain(rows)
@@ -59,7 +68,7 @@ class Drain:
             try:
                 wake.clear()
                 rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
-                if not rows:
+                if not rows and not await work.fetchrow(self.sql["snapshot_pending"], s.bridge_transactional_id):
                     await wait_any(self.stop, wake, timeout=s.bridge_poll_interval)
             finally:
                 await self.control.execute(self.sql["stop_listening"])
@@ -95,6 +104,7 @@ class Drain:
                 self.metrics.committed([row["occurred_epoch"] for row in rows], committed_at)
                 if ahead is None:  # caught up, stopping, or rows committed late behind this batch: read afresh
                     await deleting
+                    await self._snapshot_chunk()
                     batch_size = self.settings.bridge_batch_size
                     rows = [] if self.stop.is_set() else await work.fetch(self.sql["next_batch"], batch_size)
                 else:
@@ -105,6 +115,24 @@ class Drain:
             if deleting is not None and not deleting.done():
                 deleting.cancel()  # an error on the way: the rows stay, the recovery deletes them
                 await asyncio.gather(deleting, return_exceptions=True)
+
+    async def _snapshot_chunk(self) -> None:
+        """The next chunk of a requested snapshot, if one is pending; to be called with nothing in flight."""
+        s, sql, work = self.settings, self.sql, self.work
+        pending = await work.fetchrow(sql["snapshot_pending"], s.bridge_transactional_id)
+        if pending is None or self.stop.is_set():
+            return
+        after = (pending["after_product"], pending["after_warehouse"])
+        if after[0] is None:
+            after = (-(2**63), -(2**63))
+        chunk = await work.fetch(sql["snapshot_chunk"], *after, SNAPSHOT_CHUNK)
+        if chunk:
+            await self.publisher.states([(r["key"].encode(), r["value"].encode()) for r in chunk])
+            after = (chunk[-1]["product_id"], chunk[-1]["warehouse_id"])
+        last = len(chunk) < SNAPSHOT_CHUNK
+        await work.execute(sql["snapshot_progress"], s.bridge_transactional_id, *after, len(chunk), last)
+        if last:
+            log.info("snapshot: wrote %d pairs to %s", pending["written"] + len(chunk), s.kafka_stock_status_topic)
 
     async def _fetch_after(self, ids: Sequence[int]) -> list[asyncpg.Record] | None:
         """The next batch while `ids` are still in the outbox, or None when rows committed late behind them."""

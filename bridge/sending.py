@@ -155,6 +155,19 @@ class Publisher:
             # After a fence found on a send, aiokafka's producer is dead: its calls raise these, not KafkaError.
             raise KafkaStalled(f"the Kafka producer can no longer be used (fenced?): {type(e).__name__}: {e}") from e
 
+    async def states(self, records: Sequence[tuple[bytes, bytes]]) -> None:
+        """One Kafka transaction of current-state records only (a snapshot's chunk), waited for like a batch's."""
+
+        async def transaction() -> None:
+            try:
+                await self.producer.begin_transaction()
+                await asyncio.gather(*await self.events.send_states(records))
+                await self.producer.commit_transaction()
+            except (IllegalOperation, AssertionError) as e:
+                raise KafkaStalled(f"the Kafka producer can no longer be used (fenced?): {e!r}") from e
+
+        await self.committed(asyncio.ensure_future(transaction()), len(records))
+
     async def committed(self, transaction: "asyncio.Future[None]", events: int) -> float:
         """Waits for the transaction, and returns the time of its commit (seconds since the epoch). aiokafka
         retries by itself while the broker is away; the bridge says so once, and gives the transaction up

@@ -52,3 +52,11 @@ class StoreSettings(ConsumerSettings, DatabaseSettings):
     """Where the store's group starts when it has no committed offsets: `earliest`, the whole topic."""
     store_metrics_port: int = Field(default=9111, ge=1, le=65535)
     """The store's /metrics, /healthz, /readyz."""
+
+
+class MirrorSettings(ConsumerSettings, DatabaseSettings):
+    prefix = "mirror"
+
+    # No group and no start: the mirror reads without a consumer group, bootstrapping at every start.
+    mirror_metrics_port: int = Field(default=9112, ge=1, le=65535)
+    """The mirror's /metrics, /healthz, /readyz."""

@@ -152,3 +152,16 @@ ALTER TABLE status_change_log
 -- Republish reads the log in key order, each pair's events in the order they happened.
 CREATE INDEX status_change_log_pair ON status_change_log
     (product_id, warehouse_id, seq NULLS FIRST, kafka_partition, kafka_offset);
+
+-- The example consumer `python -m consumers.mirror`: its copy of every pair's current status, from the topics.
+CREATE TABLE stock_status_mirror (
+    product_id   bigint       NOT NULL,
+    warehouse_id bigint       NOT NULL,
+    status       stock_status NOT NULL,
+    seq          bigint       NOT NULL,
+    quantity     bigint       NOT NULL,
+    changed_at   timestamptz  NOT NULL,
+    event_id     uuid,
+    mirrored_at  timestamptz  NOT NULL DEFAULT now(),
+    PRIMARY KEY (product_id, warehouse_id)
+);

@@ -40,3 +40,60 @@ SELECT pg_advisory_unlock(7735218433629061301);
 SELECT count(*) AS events, coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8 AS oldest_age_s,
        pg_notification_queue_usage() AS queue_usage
   FROM status_change_outbox;
+
+-- name: snapshot_pending
+-- A snapshot requested of this deployment (`python -m bridge snapshot`) and not finished: where it is.
+SELECT after_product, after_warehouse, written FROM state_snapshots
+ WHERE transactional_id = $1 AND finished_at IS NULL;
+
+-- name: snapshot_chunk
+-- The next $3 pairs after ($1, $2) in key order, each with its current-state record as published: its last
+-- published change (status_change_published), or, for a pair with none, seq 0 and its balance (left out while
+-- it has changes waiting in the outbox: their records will say more than a seq 0 could). The bridge runs it with
+-- nothing in flight, so what it reads is what the topic last got for each pair.
+SELECT b.product_id || ':' || b.warehouse_id AS key,
+       '{"product_id":' || b.product_id
+           || ',"warehouse_id":' || b.warehouse_id
+           || ',"status":"' || coalesce(p.status, b.status)
+           || '","seq":' || coalesce(p.seq, 0)
+           || ',"quantity":' || coalesce(p.quantity, b.quantity)
+           || ',"changed_at":"' || event_time(coalesce(p.changed_at, status_change_time(b.status, b.previous_status,
+                                                                     b.updated_at, b.prior_change_at)), 'Z')
+           || '","event_id":' || coalesce('"' || p.event_id || '"', 'null')
+           || '}' AS value,
+       b.product_id, b.warehouse_id
+  FROM stock_balance b
+  LEFT JOIN status_change_published p USING (product_id, warehouse_id)
+  LEFT JOIN (SELECT DISTINCT product_id, warehouse_id, true AS waiting FROM status_change_outbox) w
+         USING (product_id, warehouse_id)
+ WHERE (b.product_id, b.warehouse_id) > ($1, $2)
+   AND (p.seq IS NOT NULL OR w.waiting IS NULL)
+ ORDER BY b.product_id, b.warehouse_id
+ LIMIT $3;
+
+-- name: snapshot_progress
+-- After a chunk's Kafka commit. $5: the chunk was the last.
+UPDATE state_snapshots
+   SET after_product = $2, after_warehouse = $3, written = written + $4,
+       finished_at = CASE WHEN $5 THEN now() END
+ WHERE transactional_id = $1 AND finished_at IS NULL;
+
+-- name: request_snapshot
+-- A new snapshot from the first pair (one replaces an unfinished one: it starts over, which is safe).
+INSERT INTO state_snapshots (transactional_id, pairs)
+VALUES ($1, (SELECT count(*) FROM stock_balance))
+ON CONFLICT (transactional_id) DO UPDATE
+   SET requested_at = now(), pairs = excluded.pairs, written = 0, after_product = NULL, after_warehouse = NULL,
+       finished_at = NULL
+RETURNING pairs;
+
+-- name: snapshot_state
+SELECT pairs, written, finished_at, extract(epoch FROM coalesce(finished_at, now()) - requested_at)::float8 AS took_s
+  FROM state_snapshots WHERE transactional_id = $1;
+
+-- name: leader_present
+-- Whether some session holds the leadership lock of this transactional id (take_leadership's key).
+SELECT EXISTS (
+    SELECT 1 FROM pg_locks
+     WHERE locktype = 'advisory' AND objsubid = 1 AND granted
+       AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0));

@@ -3,8 +3,11 @@
 state rewritten) and `python -m bridge republish` (an event topic rebuilt from the stored log)."""
 
 import asyncio
+import os
 import random
+import sys
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -15,7 +18,8 @@ from common.settings import stock_status_topic_of
 from db.load import ensure_reference_data
 from tests.bridge_harness import Bridges, drained, load, wait_for_log
 from tests.cli import run_module
-from tests.topic import read_topic
+from tests.service_process import ServiceProcess, wait_until
+from tests.topic import delete_topics, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -107,3 +111,108 @@ async def test_verify_is_clean_after_a_load_with_bridge_kills_and_finds_a_bogus_
 async def test_verify_refuses_a_topic_that_does_not_exist(database_url: str, kafka_bootstrap: str) -> None:
     code, out, err = await verify(database_url, kafka_bootstrap, f"test.{uuid.uuid4().hex[:8]}.none")
     assert code == 2 and "does not exist" in err, out + err
+
+
+async def test_a_snapshot_during_a_load_rebuilds_a_lost_state_topic_and_pairs_that_never_changed(
+    database_url: str, bridges: Bridges, kafka_bootstrap: str, topic_name: str
+) -> None:
+    await loaded_with_bridge_kills(database_url, bridges)
+    states = stock_status_topic_of(topic_name)
+    conn = await asyncpg.connect(database_url)
+    try:
+        # Pairs with a balance row but no change ever (a count of 0 on a pair never stocked): on no topic yet.
+        await conn.execute("SELECT adjust_stock(p, 9, 0) FROM generate_series(1, 20) p")
+        for bridge in bridges.made:
+            if bridge.running():
+                assert bridge.terminate() == 0
+        await delete_topics(kafka_bootstrap, states)  # the state topic is lost
+        bridge = bridges().start()
+        await wait_for_log(bridge, "leader:")
+        code, out, _ = await verify(database_url, kafka_bootstrap, topic_name)
+        assert code == 1 and "missing state" in out
+
+        loading = asyncio.create_task(load(database_url, loaders=2, operations=6000, batch=50, pause=0.2))
+        code, _, err = await run_module(
+            "bridge", database_url, "snapshot", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC=topic_name
+        )
+        assert code == 0, err
+        pairs = await conn.fetchval("SELECT count(*) FROM stock_balance")
+        assert f"snapshot of {pairs:,} pairs into {states} requested" in err and "snapshot: wrote" in err
+        assert not loading.done(), "the snapshot ran after the load, not during it"
+        await loading
+        await drained(conn, bridge.running)
+    finally:
+        await conn.close()
+    code, out, err = await verify(database_url, kafka_bootstrap, topic_name, "--events")
+    assert code == 0, out + err
+    latest = {r.key: PairState.model_validate_json(r.value) for r in await read_topic(kafka_bootstrap, states)}
+    never_changed = [latest[f"{p}:9".encode()] for p in range(1, 21)]
+    assert {(s.seq, s.status, s.quantity, s.event_id) for s in never_changed} == {(0, "out_of_stock", 0, None)}
+    assert "snapshot: wrote" in bridge.output()
+
+
+async def test_a_snapshot_waits_for_a_bridge_and_says_so(
+    database_url: str, kafka_bootstrap: str, topic_name: str
+) -> None:
+    code, _, err = await asyncio.wait_for(
+        run_module("bridge", database_url, "snapshot", "--no-wait", KAFKA_TOPIC=topic_name), 30
+    )
+    assert code == 0 and "requested of the bridge" in err
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge", "snapshot",
+        env={**os.environ, "DATABASE_URL": database_url, "KAFKA_TOPIC": topic_name},
+        stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    assert proc.stderr is not None
+    seen = b""
+    while b"no bridge leads" not in seen:
+        seen += await asyncio.wait_for(proc.stderr.readline(), 15)
+    proc.terminate()
+    await proc.wait()
+
+
+async def test_the_mirror_started_mid_load_and_through_a_bridge_kill_ends_equal_to_every_balance(
+    database_url: str, bridges: Bridges, kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    await ensure_reference_data(conn, 500, 10)
+    bridge = bridges().start()
+    loading = asyncio.create_task(load(database_url, loaders=4, operations=16_000, batch=100, pause=0.3))
+    env = {**bridges.env, "DATABASE_URL": database_url}
+    mirror = ServiceProcess(["consumers.mirror"], env, tmp_path / "mirror.log", "MIRROR_METRICS_PORT")
+    try:
+        await asyncio.sleep(2)  # the topics hold a few thousand changes by now
+        mirror.start()
+        await wait_for_log(bridge, "leader:")
+        await asyncio.sleep(random.uniform(0.5, 1.5))
+        bridge.kill()
+        bridge = bridges().start()
+        assert not loading.done(), "the load ended before the mirror started and the bridge was killed"
+        await loading
+        await drained(conn, bridge.running)
+
+        async def equal() -> bool:
+            assert mirror.running(), mirror.output()
+            differ = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT product_id, warehouse_id, status, seq FROM stock_status_seq WHERE seq > 0"
+                " EXCEPT SELECT product_id, warehouse_id, status, seq FROM stock_status_mirror) d"
+            )
+            return bool(differ == 0)
+
+        await wait_until(equal, "the mirror to equal every balance", 60)
+        extra = await conn.fetchval(
+            "SELECT count(*) FROM stock_status_mirror m LEFT JOIN stock_status_seq s USING (product_id, warehouse_id)"
+            " WHERE s.seq IS DISTINCT FROM m.seq OR s.status IS DISTINCT FROM m.status"
+        )
+        assert extra == 0
+        changed = await conn.fetchval("SELECT count(*) FROM stock_status_seq WHERE seq > 0")
+        assert await conn.fetchval("SELECT count(*) FROM stock_status_mirror") == changed > 100
+        assert await mirror.metric("warehouse_mirror_gaps_total") == 0
+        assert await mirror.metric("warehouse_mirror_states_total") > 0, "it started from states, not from nothing"
+        assert await mirror.metric("warehouse_mirror_events_total") > 0, "it followed changes after the states"
+        assert (await mirror.get("/readyz")).status_code == 200
+        assert mirror.terminate() == 0, mirror.output()
+    finally:
+        if mirror.running():
+            mirror.kill()
+        await conn.close()
