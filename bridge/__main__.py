@@ -1,7 +1,8 @@
 """`python -m bridge`: run the bridge until SIGTERM/SIGINT. `python -m bridge schema`: rewrite the JSON Schemas of
 the topics' values and their AsyncAPI document (bridge/schema/). `python -m bridge verify [--events]`: reconcile
 PostgreSQL with the topics (bridge/verify.py). `python -m bridge snapshot`: have the leading bridge rewrite every
-pair's current state (bridge/snapshot.py)."""
+pair's current state (bridge/snapshot.py). `python -m bridge republish --to TOPIC`: rebuild an event topic from the
+stored log (bridge/republish.py)."""
 
 import argparse
 import asyncio
@@ -16,10 +17,12 @@ from bridge.errors import BridgeError
 from bridge.events import SCHEMA_DIR, SCHEMAS, json_schema_text
 from bridge.metrics import BridgeMetrics
 from bridge.relay import Relay
+from bridge.republish import republish
 from bridge.snapshot import snapshot
 from bridge.verify import VerifyError, verify
 from common import logs
 from common.metrics import serve
+from common.settings import stock_status_topic_of
 from common.stopping import Stopped, stop_on_signals, unless_stopped
 
 SHUTDOWN_GRACE_S = 6.0  # SIGTERM → exit within 10 s: an in-flight transaction gets this long, closing the rest
@@ -64,6 +67,10 @@ def main() -> int:
     check.add_argument("--show", type=int, default=20, metavar="N", help="discrepancies to print in full (20)")
     snap = commands.add_parser("snapshot", help="have the bridge rewrite every pair's state into the state topic")
     snap.add_argument("--no-wait", action="store_true", help="return once requested, without following it")
+    again = commands.add_parser("republish", help="rebuild an event topic and its state topic from status_change_log")
+    again.add_argument("--to", required=True, metavar="TOPIC", help="the new event topic (created; must be empty)")
+    again.add_argument("--state-topic", metavar="TOPIC", help="the new current-state topic (default from --to)")
+    again.add_argument("--chunk", type=int, default=5000, metavar="N", help="events per Kafka transaction (5000)")
     args = p.parse_args()
     if args.command == "schema":
         SCHEMA_DIR.mkdir(exist_ok=True)
@@ -81,6 +88,18 @@ def main() -> int:
         if args.show < 0:
             p.error("--show must be 0 or more")
         return asyncio.run(_verify(settings, args.events, args.show))
+    if args.command == "republish":
+        if not 1 <= args.chunk <= 10_000:
+            p.error("--chunk must be 1 to 10,000")
+        state_topic = args.state_topic or stock_status_topic_of(args.to)
+        if args.to in (settings.kafka_topic, settings.kafka_stock_status_topic) or state_topic == args.to:
+            p.error("--to and --state-topic must be new topics, other than KAFKA_TOPIC and its state topic")
+        try:
+            asyncio.run(republish(settings, args.to, state_topic, args.chunk))
+        except BridgeError as e:
+            sys.stderr.write(f"bridge republish: {e}\n")
+            return 1
+        return 0
     if args.command == "snapshot":
         try:
             return asyncio.run(snapshot(settings, wait=not args.no_wait))

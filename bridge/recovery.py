@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -37,34 +38,37 @@ async def recover(work: asyncpg.Connection, settings: BridgeSettings) -> None:
 async def last_committed_batch(settings: BridgeSettings) -> tuple[list[int], list[str]]:
     """The outbox ids and event ids of this deployment's last committed batch, from the state topic
     (read_committed)."""
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        isolation_level="read_committed",
-        enable_auto_commit=False,
-    )
+    record = await last_record(
+        settings.kafka_bootstrap_servers, settings.bridge_state_topic, settings.bridge_transactional_id.encode(),
+        settings.bridge_transaction_timeout,
+    )  # fmt: skip
+    return (record["outbox_ids"], record["event_ids"]) if record else ([], [])
+
+
+async def last_record(bootstrap: str, topic: str, key: bytes, timeout: float) -> Any:
+    """The JSON value of the last committed record with `key` in partition 0 of `topic`, or None."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
     await consumer.start()
     try:
-        tp = TopicPartition(settings.bridge_state_topic, 0)
+        tp = TopicPartition(topic, 0)
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
-        key = settings.bridge_transactional_id.encode()
-        back = 16  # each batch adds a record and a commit marker; read further back until ours is found
+        back = 16  # each transaction adds a record and a commit marker; read further back until ours is found
         while True:
             start = max(0, end - back)
             consumer.seek(tp, start)
             last = None
-            deadline = asyncio.get_running_loop().time() + settings.bridge_transaction_timeout
+            deadline = asyncio.get_running_loop().time() + timeout
             while await consumer.position(tp) < end:
                 if asyncio.get_running_loop().time() > deadline:
-                    raise KafkaStalled(f"reading {settings.bridge_state_topic} did not reach its end")
+                    raise KafkaStalled(f"reading {topic} did not reach its end")
                 for message in (await consumer.getmany(tp, timeout_ms=500)).get(tp, []):
                     if message.key == key and message.value is not None:
                         last = message
             if last is not None:
-                record = json.loads(last.value)
-                return record["outbox_ids"], record["event_ids"]
+                return json.loads(last.value)
             if start == 0:
-                return [], []
+                return None
             back *= 8
     finally:
         await consumer.stop()

@@ -38,7 +38,7 @@ class BatchSender:
 
     async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
         """rows: of status_change_batch (key, value, state, seq, ce_id, ce_time). Returns the batches' deliveries."""
-        partition_of = await self._partitioner()
+        partition_of = await self.partitioner()
         batches = _Batches(self.producer)
         for row in rows:
             key = row["key"].encode()
@@ -53,13 +53,14 @@ class BatchSender:
 
     async def send_states(self, states: Sequence[tuple[bytes, bytes]]) -> list["asyncio.Future[Any]"]:
         """(key, value) records for the current-state topic only (the snapshot)."""
-        partition_of = await self._partitioner()
+        partition_of = await self.partitioner()
         batches = _Batches(self.producer)
         for key, value in states:
             await batches.append(self.state_topic, partition_of(key), key, value, STATE_HEADERS, key.decode())
         return await batches.flush()
 
-    async def _partitioner(self) -> Any:
+    async def partitioner(self) -> Any:
+        """The partition of a key, on both topics, as the topic has them now."""
         partitions = sorted(await self.producer.partitions_for(self.topic))
         if partitions != self.partitions:  # partitions were added: keys move
             self.partitions, self.partition_of = partitions, {}

@@ -29,7 +29,7 @@ async def ensure_topics(settings: BridgeSettings) -> None:
         await ensure_event_topics(admin, settings.kafka_topic, settings.kafka_stock_status_topic,
                                   settings.bridge_topic_partitions)  # fmt: skip
         # The state topic is read for its last record per transactional id: compaction keeps exactly that.
-        await _ensure(admin, settings.bridge_state_topic, 1, "compact")
+        await ensure_topic(admin, settings.bridge_state_topic, 1, "compact")
     finally:
         await admin.close()
 
@@ -39,8 +39,8 @@ async def ensure_event_topics(admin: AIOKafkaAdminClient, topic: str, stock_stat
     the last change of each pair), the states compacted (the last one of each pair is the point), and both with as
     many partitions, so a key has the same partition number on both (joins in Kafka Streams, Flink or ksqlDB need
     that)."""
-    events = await _ensure(admin, topic, partitions, "delete")
-    states = await _ensure(admin, stock_status_topic, events, "compact")
+    events = await ensure_topic(admin, topic, partitions, "delete")
+    states = await ensure_topic(admin, stock_status_topic, events, "compact")
     if states != events:
         raise IncompatibleTopic(
             f"topic {stock_status_topic} has {states} partitions and {topic} {events}: they must have as many, so"
@@ -59,7 +59,7 @@ async def partitions_of(admin: AIOKafkaAdminClient, topic: str) -> int:
     raise BridgeError(f"cannot describe topic {topic}: Kafka error {described['error_code']}")
 
 
-async def _ensure(admin: AIOKafkaAdminClient, topic: str, partitions: int, cleanup_policy: str) -> int:
+async def ensure_topic(admin: AIOKafkaAdminClient, topic: str, partitions: int, cleanup_policy: str) -> int:
     """Creates the topic, or checks the one there; returns its partitions."""
     response = await admin.create_topics(
         [NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": cleanup_policy})]

@@ -722,6 +722,21 @@ CREATE TABLE public.status_change_published (
 WITH (fillfactor='50');
 
 --
+-- Name: stock_status_mirror; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.stock_status_mirror (
+    product_id bigint NOT NULL,
+    warehouse_id bigint NOT NULL,
+    status public.stock_status NOT NULL,
+    seq bigint NOT NULL,
+    quantity bigint NOT NULL,
+    changed_at timestamp with time zone NOT NULL,
+    event_id uuid,
+    mirrored_at timestamp with time zone DEFAULT now() NOT NULL
+);
+
+--
 -- Name: stock_status_seq; Type: VIEW; Schema: public; Owner: -
 --
 
@@ -873,6 +888,13 @@ ALTER TABLE ONLY public.stock_balance
     ADD CONSTRAINT stock_balance_pkey PRIMARY KEY (product_id, warehouse_id);
 
 --
+-- Name: stock_status_mirror stock_status_mirror_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.stock_status_mirror
+    ADD CONSTRAINT stock_status_mirror_pkey PRIMARY KEY (product_id, warehouse_id);
+
+--
 -- Name: warehouse_operations warehouse_operations_pkey; Type: CONSTRAINT; Schema: public; Owner: -
 --
 
@@ -902,7 +924,7 @@ CREATE INDEX status_change_log_newest ON public.status_change_log USING btree (o
 -- Name: status_change_log_pair; Type: INDEX; Schema: public; Owner: -
 --
 
-CREATE INDEX status_change_log_pair ON public.status_change_log USING btree (product_id, warehouse_id, seq NULLS FIRST, kafka_partition, kafka_offset);
+CREATE INDEX status_change_log_pair ON public.status_change_log USING btree (product_id, warehouse_id, COALESCE(seq, (0)::bigint), kafka_partition, kafka_offset);
 
 --
 -- Name: status_change_log_product; Type: INDEX; Schema: public; Owner: -

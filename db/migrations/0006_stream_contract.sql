@@ -150,8 +150,9 @@ ALTER TABLE status_change_log
     ADD COLUMN cause text,
     ADD COLUMN transfer_id uuid;
 -- Republish reads the log in key order, each pair's events in the order they happened.
+-- (Version 1 rows, without seq, first: by where they were read, a pair's in one partition.)
 CREATE INDEX status_change_log_pair ON status_change_log
-    (product_id, warehouse_id, seq NULLS FIRST, kafka_partition, kafka_offset);
+    (product_id, warehouse_id, (coalesce(seq, 0)), kafka_partition, kafka_offset);
 
 -- The example consumer `python -m consumers.mirror`: its copy of every pair's current status, from the topics.
 CREATE TABLE stock_status_mirror (

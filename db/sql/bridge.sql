@@ -97,3 +97,16 @@ SELECT EXISTS (
     SELECT 1 FROM pg_locks
      WHERE locktype = 'advisory' AND objsubid = 1 AND granted
        AND ((classid::bigint << 32) | objid::bigint) = hashtextextended($1, 0));
+
+-- name: republish_chunk
+-- `python -m bridge republish`: the stored events after the position ($1..$5) in key order, each pair's in the
+-- order they happened (version 1 rows, without seq, first, by where they were read).
+SELECT event_id, occurred_at, product_id, warehouse_id, old_status::text, new_status::text, quantity, operation_id,
+       seq, cause, transfer_id, coalesce(seq, 0) AS position_seq, kafka_partition, kafka_offset
+  FROM status_change_log
+ WHERE (product_id, warehouse_id, coalesce(seq, 0), kafka_partition, kafka_offset) > ($1, $2, $3, $4, $5)
+ ORDER BY product_id, warehouse_id, coalesce(seq, 0), kafka_partition, kafka_offset
+ LIMIT $6;
+
+-- name: republish_total
+SELECT count(*) FROM status_change_log;

@@ -216,3 +216,59 @@ async def test_the_mirror_started_mid_load_and_through_a_bridge_kill_ends_equal_
         if mirror.running():
             mirror.kill()
         await conn.close()
+
+
+async def test_a_deleted_topic_is_republished_from_the_stored_log_exactly_once_across_a_kill(
+    database_url: str, bridges: Bridges, kafka_bootstrap: str, topic_name: str, tmp_path: Path
+) -> None:
+    env = {**bridges.env, "DATABASE_URL": database_url}
+    store = ServiceProcess(["consumers.store"], {**env, "STORE_GROUP": f"test-{uuid.uuid4().hex[:8]}"},
+                           tmp_path / "store.log", "STORE_METRICS_PORT").start()  # fmt: skip
+    conn = await asyncpg.connect(database_url)
+    new_topic = f"{topic_name}.again"
+    try:
+        await loaded_with_bridge_kills(database_url, bridges)
+        produced = await conn.fetchval("SELECT status_change_count()")
+
+        async def stored_all() -> bool:
+            assert store.running(), store.output()
+            return bool(await conn.fetchval("SELECT count(*) FROM status_change_log") == produced)
+
+        await wait_until(stored_all, "the store to keep every event", 60)
+        for bridge in bridges.made:
+            if bridge.running():
+                assert bridge.terminate() == 0
+        await delete_topics(kafka_bootstrap, topic_name, stock_status_topic_of(topic_name))  # the topics are lost
+
+        args = [sys.executable, "-m", "bridge", "republish", "--to", new_topic, "--chunk", "50"]
+        first = await asyncio.create_subprocess_exec(*args, env=env, stderr=asyncio.subprocess.PIPE)
+        assert first.stderr is not None
+        line = b""
+        while not line.startswith(b"republish: "):  # after its first transaction: kill it mid-way
+            line = await asyncio.wait_for(first.stderr.readline(), 30)
+            assert line, "republish ended without a progress line"
+        first.kill()
+        await first.wait()
+        kafka = {k: v for k, v in env.items() if k.startswith("KAFKA")}
+        code, _, err = await run_module(
+            "bridge", database_url, "republish", "--to", new_topic, "--chunk", "50", **kafka
+        )
+        assert code == 0, err
+        assert "resuming after " in err and f"({produced:,} in all)" in err
+        assert "wrote 0 events" not in err, "the first run was killed after it had finished"
+
+        code, out, err = await verify(database_url, kafka_bootstrap, new_topic, "--events")
+        assert code == 0, out + err
+        assert f"{produced:,} events on {new_topic}" in out
+
+        again = await run_module("bridge", database_url, "republish", "--to", new_topic, "--chunk", "50", **kafka)
+        assert again[0] == 0 and "wrote 0 events" in again[2], again  # done: run again, it adds nothing
+        # Into a state topic that holds records already: refused.
+        refused = await run_module("bridge", database_url, "republish", "--to", f"{new_topic}.x",
+                                   "--state-topic", stock_status_topic_of(new_topic), **kafka)  # fmt: skip
+        assert refused[0] == 1 and "is not empty" in refused[2], refused
+    finally:
+        store.terminate()
+        await conn.close()
+        await delete_topics(kafka_bootstrap, new_topic, stock_status_topic_of(new_topic), f"{new_topic}.bridge-state",
+                            f"{new_topic}.x", f"{new_topic}.x.bridge-state")  # fmt: skip
