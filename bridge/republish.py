@@ -70,7 +70,10 @@ def old_headers(event: StatusChangedV1, source: str) -> list[tuple[str, bytes]]:
 
 async def _refuse_unless_empty(settings: BridgeSettings, topics: Sequence[str]) -> None:
     for topic in topics:
-        ends = await end_offsets(settings.kafka_bootstrap_servers, topic)
+        try:
+            ends = await end_offsets(settings.kafka_bootstrap_servers, topic)
+        except LookupError:
+            continue  # made below
         if any(end > 0 for _, end in ends.values()):
             raise RepublishError(f"topic {topic} is not empty: republish writes into new topics only")
 
@@ -78,6 +81,21 @@ async def _refuse_unless_empty(settings: BridgeSettings, topics: Sequence[str]) 
 async def republish(settings: BridgeSettings, to: str, state_topic: str, chunk: int) -> int:
     """Returns the events written by this run."""
     progress_topic, tid = f"{to}.bridge-state", f"warehouse-republish.{to}"
+    progress: Any = None
+    try:
+        await end_offsets(settings.kafka_bootstrap_servers, progress_topic)
+    except LookupError:
+        pass  # a first run
+    else:
+        progress = await last_record(
+            settings.kafka_bootstrap_servers, progress_topic, tid.encode(), settings.bridge_transaction_timeout
+        )
+    if progress is None:
+        await _refuse_unless_empty(settings, [to, state_topic])  # before making anything
+        position, done = START, 0
+    else:
+        position, done = tuple(progress["after"]), progress["events"]
+        say(f"resuming after {done:,} events")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -85,15 +103,6 @@ async def republish(settings: BridgeSettings, to: str, state_topic: str, chunk: 
         await ensure_topic(admin, progress_topic, 1, "compact")
     finally:
         await admin.close()
-    progress: Any = await last_record(
-        settings.kafka_bootstrap_servers, progress_topic, tid.encode(), settings.bridge_transaction_timeout
-    )
-    if progress is None:
-        await _refuse_unless_empty(settings, [to, state_topic])
-        position, done = START, 0
-    else:
-        position, done = tuple(progress["after"]), progress["events"]
-        say(f"resuming after {done:,} events")
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, transactional_id=tid, enable_idempotence=True
     )

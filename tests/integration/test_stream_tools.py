@@ -14,6 +14,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from bridge.events import PairState, StatusChanged
+from common.kafka import end_offsets
 from common.settings import stock_status_topic_of
 from db.load import ensure_reference_data
 from tests.bridge_harness import Bridges, drained, load, wait_for_log
@@ -263,12 +264,14 @@ async def test_a_deleted_topic_is_republished_from_the_stored_log_exactly_once_a
 
         again = await run_module("bridge", database_url, "republish", "--to", new_topic, "--chunk", "50", **kafka)
         assert again[0] == 0 and "wrote 0 events" in again[2], again  # done: run again, it adds nothing
-        # Into a state topic that holds records already: refused.
+        # Into a state topic that holds records already: refused, and nothing made.
         refused = await run_module("bridge", database_url, "republish", "--to", f"{new_topic}.x",
                                    "--state-topic", stock_status_topic_of(new_topic), **kafka)  # fmt: skip
         assert refused[0] == 1 and "is not empty" in refused[2], refused
+        with pytest.raises(LookupError):
+            await end_offsets(kafka_bootstrap, f"{new_topic}.x")
     finally:
         store.terminate()
         await conn.close()
         await delete_topics(kafka_bootstrap, new_topic, stock_status_topic_of(new_topic), f"{new_topic}.bridge-state",
-                            f"{new_topic}.x", f"{new_topic}.x.bridge-state")  # fmt: skip
+                            )  # fmt: skip
