@@ -17,7 +17,7 @@ from pydantic_settings import BaseSettings
 from api.config import ApiSettings
 from bridge.config import BridgeSettings
 from common.settings import KafkaSettings
-from consumers.config import LoggerSettings, StoreSettings
+from consumers.config import LoggerSettings, MirrorSettings, StoreSettings
 from db.__main__ import Settings as DbSettings
 
 CONFIGURATION = Path(__file__).resolve().parent / "configuration.md"
@@ -30,6 +30,7 @@ PROCESSES: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
     "consumers.logger": LoggerSettings,
     "consumers.store": StoreSettings,
+    "consumers.mirror": MirrorSettings,
     "consumers.replay": KafkaSettings,
     "db": DbSettings,
 }
