@@ -2,7 +2,8 @@
 # The local stack: PostgreSQL 15 (own data dir) and single-node Apache Kafka (KRaft), on loopback.
 #   stack/stack.sh start | stop [postgres|kafka] | status | env   (start starts whatever is stopped)
 # Settings (environment): STACK_DIR (default <repo>/.stack), PGPORT (5432), KAFKA_PORT (9092),
-# KAFKA_CONTROLLER_PORT (9093), KAFKA_CACHE_DIR (<repo>/.cache), PG_BINDIR (detected).
+# KAFKA_CONTROLLER_PORT (9093), KAFKA_CACHE_DIR (<repo>/.cache), PG_BINDIR (detected), PG_WAL_LEVEL (replica; logical
+# for a stack that logical decoding reads, as Debezium in `make bench-debezium`: read when the data dir is made).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -16,6 +17,7 @@ KAFKA_PORT=${KAFKA_PORT:-9092}
 KAFKA_CONTROLLER_PORT=${KAFKA_CONTROLLER_PORT:-9093}
 KAFKA_CACHE_DIR=${KAFKA_CACHE_DIR:-$repo/.cache}
 KAFKA_HEAP=${KAFKA_HEAP:-768m}
+PG_WAL_LEVEL=${PG_WAL_LEVEL:-replica}
 PG_USER=warehouse
 PG_PASSWORD=warehouse   # local development only: the stack listens on 127.0.0.1 alone
 PG_DB=warehouse
@@ -102,6 +104,7 @@ unix_socket_directories = '$pg_run'
 max_connections = 300
 shared_buffers = 512MB
 max_wal_size = 4GB
+wal_level = $PG_WAL_LEVEL
 EOF
 }
 
@@ -109,6 +112,9 @@ pg_bootstrap() {  # role and database; safe to repeat
   local psql=("$PG_BINDIR/psql" -h "$pg_run" -p "$PGPORT" -U postgres -d postgres -v ON_ERROR_STOP=1 -qAt)
   if [[ -z $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = '$PG_USER'") ]]; then
     as_pg "${psql[@]}" -c "CREATE ROLE $PG_USER LOGIN CREATEDB PASSWORD '$PG_PASSWORD'" -c "GRANT pg_checkpoint, pg_signal_backend TO $PG_USER"
+  fi
+  if [[ $PG_WAL_LEVEL == logical ]]; then  # logical decoding connects with the replication protocol
+    as_pg "${psql[@]}" -c "ALTER ROLE $PG_USER REPLICATION"
   fi
   if [[ -z $(as_pg "${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$PG_DB'") ]]; then
     as_pg "${psql[@]}" -c "CREATE DATABASE $PG_DB OWNER $PG_USER"
