@@ -112,7 +112,7 @@ def numbered_per_pair(records: list[Any], events: list[StatusChanged]) -> tuple[
     last: dict[bytes, int] = {}
     wrong = 0
     for record, event in sorted(zip(records, events, strict=True), key=lambda r: (r[0].partition, r[0].offset)):
-        wrong += event.seq != last.get(record.key, 0) + 1 or dict(record.headers)["ce_sequence"] != (
+        wrong += event.seq != last.get(record.key, 0) + 1 or dict(record.headers).get("ce_sequence") != (
             str(event.seq).zfill(20).encode()
         )
         last[record.key] = event.seq

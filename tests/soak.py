@@ -12,6 +12,7 @@ to catch up, and checks:
   every outbox row, the bridge deletes the originals);
 - each (product, warehouse) pair's changes are in one partition, in the order they were produced, under its own
   key, with its CloudEvents id and type;
+- each pair's events carry seq 1, 2, 3… in topic order, with their ce_sequence;
 - `status_change_log` equals the topic, row for record;
 - `status_change_count()` equals both;
 - `python -m db verify` is clean;
@@ -42,7 +43,16 @@ from bridge.events import StatusChanged
 from db.errors import connection_lost, postgres_failed
 from db.load import OperationGenerator, copy_batch, ensure_reference_data
 from db.migrate import migrate
-from tests.bridge_harness import AUDIT, Bridge, Bridges, Produced, audited, exactly_once, in_order_per_pair
+from tests.bridge_harness import (
+    AUDIT,
+    Bridge,
+    Bridges,
+    Produced,
+    audited,
+    exactly_once,
+    in_order_per_pair,
+    numbered_per_pair,
+)
 from tests.private_stack import REPO, Stack, private_stack
 from tests.service_process import ServiceProcess
 from tests.topic import read_topic
@@ -246,6 +256,8 @@ def check_stream(seen: Observed, checks: Checks) -> None:
     checks("exactly once", holds and bool(seen.produced), detail)
     holds, detail = in_order_per_pair(seen.produced, seen.records, seen.events)
     checks("per-pair order", holds and bool(seen.records), detail)
+    holds, detail = numbered_per_pair(seen.records, seen.events)
+    checks("per-pair seq 1, 2, 3…", holds and bool(seen.records), detail)
 
     topic_rows = {
         str(e.event_id): (

@@ -74,6 +74,12 @@ def test_a_pair_out_of_order_fails() -> None:
     assert failed(seen) == ["per-pair order"]
 
 
+def test_a_seq_that_jumps_fails() -> None:
+    seen = observed()
+    seen.events[2] = seen.events[2].model_copy(update={"seq": 9})
+    assert failed(seen) == ["per-pair seq 1, 2, 3…"]
+
+
 @pytest.mark.parametrize("wrong", ["key", "ce_id", "partition"])
 def test_a_record_that_is_not_its_pairs_fails(wrong: str) -> None:
     seen = observed()
