@@ -49,7 +49,8 @@ async def fill(url: str, products: int, warehouses: int) -> None:
             " SELECT product_id, warehouse_id, 1 + (product_id + warehouse_id) % 20, status, quantity, now(),"
             "        gen_random_uuid() FROM stock_balance"
         )
-        await conn.execute("VACUUM ANALYZE stock_balance; VACUUM ANALYZE status_change_published")
+        for table in ("stock_balance", "status_change_published"):
+            await conn.execute(f"VACUUM ANALYZE {table}")
     finally:
         await conn.close()
 

@@ -92,7 +92,8 @@ def main() -> int:
         if not 1 <= args.chunk <= 10_000:
             p.error("--chunk must be 1 to 10,000")
         state_topic = args.state_topic or stock_status_topic_of(args.to)
-        if args.to in (settings.kafka_topic, settings.kafka_stock_status_topic) or state_topic == args.to:
+        live = (settings.kafka_topic, settings.kafka_stock_status_topic)
+        if args.to in live or state_topic in live or state_topic == args.to:
             p.error("--to and --state-topic must be new topics, other than KAFKA_TOPIC and its state topic")
         try:
             asyncio.run(republish(settings, args.to, state_topic, args.chunk))

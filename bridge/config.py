@@ -2,11 +2,11 @@
 
 from pydantic import Field, model_validator
 
-from common.settings import KafkaSettings
+from common.settings import StreamSettings
 from db.config import DatabaseSettings
 
 
-class BridgeSettings(DatabaseSettings, KafkaSettings):
+class BridgeSettings(DatabaseSettings, StreamSettings):
     bridge_state_topic: str = Field(default="", max_length=249, pattern=r"^[A-Za-z0-9._-]*$")
     """Compacted topic recording which outbox rows each committed batch held; default `<KAFKA_TOPIC>.bridge-state`."""
     bridge_transactional_id: str = Field(default="", max_length=200)

@@ -1,6 +1,7 @@
-"""The leader's loop: read the oldest outbox rows (from the view status_change_events, which gives each row's key,
-JSON value and CloudEvents time ready-made), publish them in one Kafka transaction, delete them; when the outbox
-is empty, listen for a wake-up (the protocol of notify_status_change in the migrations), with
+"""The leader's loop: read the oldest outbox rows (from the SQL function status_change_batch, which gives each
+row's key, JSON value, seq and CloudEvents time, and each pair's current-state record, ready-made), publish them in
+one Kafka transaction, delete them (which counts them into status_change_published, numbering what follows);
+when the outbox is empty, listen for a wake-up (the protocol of notify_status_change in the migrations), with
 BRIDGE_POLL_INTERVAL as the fallback.
 
 Behind a backlog the work is pipelined: while batch N is in its Kafka transaction batch N+1 is read, and while
@@ -28,6 +29,7 @@ log = logging.getLogger("bridge")
 
 CHANNEL = "warehouse_status_changes"  # the channel notify_status_change notifies on
 SNAPSHOT_CHUNK = 5000  # pairs per Kafka transaction of a snapshot
+SNAPSHOT_CHECK_S = 10.0  # a look for a snapshot request besides the wake-up `python -m bridge snapshot` sends
 
 
 class Drain:
@@ -43,13 +45,17 @@ class Drain:
         self.settings, self.stop, self.metrics, self.publisher = settings, stop, metrics, publisher
         self.control, self.work = control, work
         self.sql = queries("bridge")
+        self.snapshot_due = 0.0  # when to look for a snapshot request next (loop time); 0: now
+        self.snapshot_running = False
 
     async def run(self) -> None:
         """Publishes what the outbox holds and what comes, until the bridge stops."""
         s, work = self.settings, self.work
         wake = asyncio.Event()
 
-        def on_notify(*_: Any) -> None:
+        def on_notify(_conn: Any, _pid: int, _channel: str, payload: object) -> None:
+            if payload == "snapshot":
+                self.snapshot_due = 0.0
             wake.set()
 
         await self.control.add_listener(CHANNEL, on_notify)
@@ -68,7 +74,7 @@ class Drain:
             try:
                 wake.clear()
                 rows = await work.fetch(self.sql["next_batch"], s.bridge_batch_size)
-                if not rows and not await work.fetchrow(self.sql["snapshot_pending"], s.bridge_transactional_id):
+                if not rows and not self.snapshot_running and self.snapshot_due:
                     await wait_any(self.stop, wake, timeout=s.bridge_poll_interval)
             finally:
                 await self.control.execute(self.sql["stop_listening"])
@@ -117,10 +123,17 @@ class Drain:
                 await asyncio.gather(deleting, return_exceptions=True)
 
     async def _snapshot_chunk(self) -> None:
-        """The next chunk of a requested snapshot, if one is pending; to be called with nothing in flight."""
+        """The next chunk of a requested snapshot, if one is pending; to be called with nothing in flight. The
+        request is looked for when one is announced (or running), and every SNAPSHOT_CHECK_S: not a query per
+        batch."""
         s, sql, work = self.settings, self.sql, self.work
+        now = asyncio.get_running_loop().time()
+        if self.stop.is_set() or not (self.snapshot_running or now >= self.snapshot_due):
+            return
         pending = await work.fetchrow(sql["snapshot_pending"], s.bridge_transactional_id)
-        if pending is None or self.stop.is_set():
+        self.snapshot_running = pending is not None
+        if pending is None:
+            self.snapshot_due = now + SNAPSHOT_CHECK_S
             return
         after = (pending["after_product"], pending["after_warehouse"])
         if after[0] is None:
@@ -130,7 +143,9 @@ class Drain:
             await self.publisher.states([(r["key"].encode(), r["value"].encode()) for r in chunk])
             after = (chunk[-1]["product_id"], chunk[-1]["warehouse_id"])
         last = len(chunk) < SNAPSHOT_CHUNK
-        await work.execute(sql["snapshot_progress"], s.bridge_transactional_id, *after, len(chunk), last)
+        await work.execute(
+            sql["snapshot_progress"], s.bridge_transactional_id, *after, len(chunk), last, pending["requested_at"]
+        )
         if last:
             log.info("snapshot: wrote %d pairs to %s", pending["written"] + len(chunk), s.kafka_stock_status_topic)
 

@@ -146,9 +146,16 @@ _TYPE = ("ce_type", EVENT_TYPE.encode())
 _CONTENT_TYPE = ("content-type", CONTENT_TYPE.encode())
 
 
-def cloudevents_headers(event_id: str, time: str, source: str, key: bytes, seq: int) -> list[tuple[str, bytes]]:
+_V1_TYPE = ("ce_type", b"warehouse.status.changed.v1")
+
+
+def cloudevents_headers(event_id: str, time: str, source: str, key: bytes, seq: int | None) -> list[tuple[str, bytes]]:
     """The headers of one event: its id, its time (ISO 8601), its pair (the subject) and its seq (the sequence,
-    ordered per subject), and the constant attributes."""
+    ordered per subject), and the constant attributes. Without a seq: a version 1 event's (no subject, no
+    sequence)."""
+    if seq is None:
+        return [_SPECVERSION, ("ce_id", event_id.encode()), _V1_TYPE, ("ce_source", source.encode()),
+                ("ce_time", time.encode()), _CONTENT_TYPE]  # fmt: skip
     return [
         _SPECVERSION,
         ("ce_id", event_id.encode()),

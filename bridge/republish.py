@@ -29,11 +29,10 @@ from bridge.events import PairState, StatusChanged, StatusChangedV1, cloudevents
 from bridge.recovery import last_record
 from bridge.sending import BatchSender
 from bridge.topics import ensure_event_topics, ensure_topic
-from common.kafka import end_offsets
+from common.kafka import end_offsets, read_to
 from db.queries import queries
 
 PROGRESS_EVERY_S = 1.0
-V1_TYPE = b"warehouse.status.changed.v1"
 START = (-(2**63), -(2**63), -1, -1, -1)  # before every (product, warehouse, seq, partition, offset)
 
 
@@ -47,8 +46,8 @@ def _message(row: asyncpg.Record, source: str) -> tuple[bytes, bytes, list[tuple
                                            "new_status", "quantity", "operation_id")}  # fmt: skip
     if row["seq"] is None:
         old = StatusChangedV1.model_validate(fields)
-        headers = [(n, v if n != "ce_type" else V1_TYPE) for n, v in old_headers(old, source)]
-        return old.key, old.value(), headers, None
+        return old.key, old.value(), cloudevents_headers(str(old.event_id), old.occurred_at.isoformat(), source,
+                                                         old.key, None), None  # fmt: skip
     event = StatusChanged.model_validate(
         fields | {"seq": row["seq"], "cause": row["cause"], "transfer_id": row["transfer_id"]}
     )
@@ -59,43 +58,32 @@ def _message(row: asyncpg.Record, source: str) -> tuple[bytes, bytes, list[tuple
     return event.key, event.value(), event.headers(source), state
 
 
-def old_headers(event: StatusChangedV1, source: str) -> list[tuple[str, bytes]]:
-    """Version 1's headers: without subject and sequence."""
-    return [
-        (n, v)
-        for n, v in cloudevents_headers(str(event.event_id), event.occurred_at.isoformat(), source, event.key, 0)
-        if n not in ("ce_subject", "ce_sequence")
-    ]
-
-
 async def _refuse_unless_empty(settings: BridgeSettings, topics: Sequence[str]) -> None:
+    """Refuses topics that hold committed records (aborted ones, of a run killed before its first commit, are not
+    records)."""
     for topic in topics:
         try:
             ends = await end_offsets(settings.kafka_bootstrap_servers, topic)
         except LookupError:
             continue  # made below
-        if any(end > 0 for _, end in ends.values()):
-            raise RepublishError(f"topic {topic} is not empty: republish writes into new topics only")
+        records = read_to(settings.kafka_bootstrap_servers, topic, ends)
+        try:
+            async for _ in records:
+                raise RepublishError(f"topic {topic} is not empty: republish writes into new topics only")
+        finally:
+            await records.aclose()
 
 
 async def republish(settings: BridgeSettings, to: str, state_topic: str, chunk: int) -> int:
     """Returns the events written by this run."""
     progress_topic, tid = f"{to}.bridge-state", f"warehouse-republish.{to}"
-    progress: Any = None
     try:
         await end_offsets(settings.kafka_bootstrap_servers, progress_topic)
+        first_run = False
     except LookupError:
-        pass  # a first run
-    else:
-        progress = await last_record(
-            settings.kafka_bootstrap_servers, progress_topic, tid.encode(), settings.bridge_transaction_timeout
-        )
-    if progress is None:
+        first_run = True
+    if first_run:
         await _refuse_unless_empty(settings, [to, state_topic])  # before making anything
-        position, done = START, 0
-    else:
-        position, done = tuple(progress["after"]), progress["events"]
-        say(f"resuming after {done:,} events")
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
     await admin.start()
     try:
@@ -106,7 +94,23 @@ async def republish(settings: BridgeSettings, to: str, state_topic: str, chunk: 
     producer = AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers, transactional_id=tid, enable_idempotence=True
     )
-    await producer.start()
+    await producer.start()  # first: it fences an earlier run and settles its open transaction
+    try:
+        progress: Any = await last_record(
+            settings.kafka_bootstrap_servers, progress_topic, tid.encode(), settings.bridge_transaction_timeout
+        )
+        if progress is None:  # nothing committed yet, perhaps by a run killed before its first commit
+            await _refuse_unless_empty(settings, [to, state_topic])
+            position, done = START, 0
+            async with producer.transaction():
+                await producer.send(progress_topic, _json({"after": list(START), "events": 0}), key=tid.encode(),
+                                    partition=0)  # fmt: skip
+        else:
+            position, done = tuple(progress["after"]), progress["events"]
+            say(f"resuming after {done:,} events")
+    except BaseException:
+        await producer.stop()
+        raise
     conn = await asyncpg.connect(settings.database_url)
     written, started, said = 0, time.monotonic(), 0.0
     try:

@@ -7,18 +7,20 @@ new_status, no event_id twice, each key the pair of its value, and each pair's l
 published. Prints a summary and the first discrepancies; exits 1 when there is any. Progress on stderr.
 
 Consistency while writers and the bridge run: the database is read first (one snapshot), then the topics up to
-the offsets they had just after it. The bridge deletes a published row only after its Kafka commit, so those
-offsets hold at least everything the snapshot counts as published; a pair found further along than the
-snapshot changed since, and is looked up again at the end (a second snapshot) before it counts as a
-discrepancy.
+the offsets they had just after it (the state topic's settled: every transaction below them decided, see
+common/kafka.py). The bridge deletes a published row only after its Kafka commit, so those offsets hold at least
+everything the snapshot counts as published; a pair found further along than the snapshot (or not in it)
+changed since, and is looked up again at the end (a second snapshot) before it counts as a discrepancy.
 
-Memory is bounded by the pairs, not the records: arrays of 8-byte numbers indexed by the pairs' sorted keys
-(≈ 60 bytes a pair with --events), and for the duplicate event_ids a 16 MiB bit filter whose rare hits are
-checked exactly by a second pass over the hits only.
+Memory: arrays of 8-byte numbers indexed by the pairs' sorted keys (≈ 60 bytes a pair with --events), and for
+the duplicate event_ids a bit filter of 10 bits an event (1.2 MB a million events, at most 128 MiB), whose rare
+hits (about 1 %) are counted exactly by a second pass; beyond MAYBE_TWICE_AT_MOST hits the rest go unchecked,
+and the summary says so.
 """
 
 import bisect
 import json
+import re
 import sys
 import time
 from array import array
@@ -39,7 +41,10 @@ CODE = {status: i for i, status in enumerate(STATUSES)}
 ABSENT = -1
 PROGRESS_EVERY_S = 1.0
 RECHECK_AT_MOST = 100_000  # pairs found ahead of the first snapshot, looked up again at the end
-FILTER_BITS = 1 << 27  # 16 MiB: with 3 probes, ≈ 1e-5 false hits per event at 1M events, ≈ 1 % at 10M
+FILTER_BITS_PER_EVENT = 10  # with 3 probes: ≈ 1.7 % false hits
+FILTER_MAX_LOG2 = 30  # 2^30 bits: 128 MiB
+MAYBE_TWICE_AT_MOST = 1_000_000
+PAIR_KEY = re.compile(rb"^([0-9]{1,10}):([0-9]{1,10})$")
 MAX_ID = 1 << 31
 
 
@@ -144,6 +149,13 @@ def _int(data: dict[str, Any], name: str) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _pair(product: int | None, warehouse: int | None) -> int | None:
+    """The pair's number, or None for ids that cannot be a pair's (a record to report, not a reason to stop)."""
+    if product is None or warehouse is None or not (0 <= product < MAX_ID and 0 <= warehouse < MAX_ID):
+        return None
+    return pair_id(product, warehouse)
+
+
 async def check_states(
     settings: BridgeSettings, pairs: Pairs, ends: dict[int, tuple[int, int]], findings: Findings, ahead: Ahead
 ) -> int:
@@ -158,24 +170,23 @@ async def check_states(
         where = f"partition {record.partition}, offset {record.offset}"
         data = _value(record.value)
         if record.value is None:  # a tombstone: the pair has no state
-            key = (record.key or b"").decode(errors="replace")
-            p, _, w = key.partition(":")
-            if p.isdigit() and w.isdigit() and (i := pairs.index(pair_id(int(p), int(w)))) is not None:
+            key = PAIR_KEY.match(record.key or b"")
+            if key and (pair := _pair(int(key[1]), int(key[2]))) is not None and (i := pairs.index(pair)) is not None:
                 found[i] = ABSENT
             continue
         product, warehouse, seq = (
             (_int(data, n) for n in ("product_id", "warehouse_id", "seq")) if data else (None,) * 3
         )
         status = data.get("status") if data else None
-        if product is None or warehouse is None or seq is None or status not in CODE:
+        pair = _pair(product, warehouse)
+        if pair is None or seq is None or status not in CODE:
             findings.add("not a pair state", f"{where}: {record.value[:200]!r}")
             continue
-        pair = pair_id(product, warehouse)
         if record.key != pair_name(pair).encode():
             findings.add("wrong key", f"{where}: key {record.key!r} for pair {pair_name(pair)}")
         i = pairs.index(pair)
-        if i is None:
-            findings.add("unknown pair", f"{where}: {pair_name(pair)} has no balance row")
+        if i is None:  # a pair made after the database was read, or none at all: looked up again at the end
+            ahead.add(pair, seq, "state topic")
             continue
         found[i], found_status[i] = seq, CODE[status]
     for i, pair in enumerate(pairs.keys):
@@ -200,14 +211,17 @@ async def check_states(
 
 
 class SeenFilter:
-    """A bit filter over event ids: `add` says whether the id may have been added before (3 probes)."""
+    """A bit filter over event ids, sized for `events`: `add` says whether the id may have been added before. Its
+    3 probes are slices of the id's random bits (a UUID 4's version and variant bits are left out)."""
 
-    def __init__(self) -> None:
-        self.bits = bytearray(FILTER_BITS // 8)
+    def __init__(self, events: int) -> None:
+        self.log2 = min(FILTER_MAX_LOG2, max(13, (events * FILTER_BITS_PER_EVENT).bit_length()))
+        self.bits = bytearray((1 << self.log2) // 8)
 
     def add(self, event_id: int) -> bool:
-        mask, bits, seen = FILTER_BITS - 1, self.bits, True
-        for probe in (event_id & mask, (event_id >> 42) & mask, (event_id >> 84) & mask):
+        mask, bits, seen = (1 << self.log2) - 1, self.bits, True
+        # bits 0-29, 30-59 and 80-109: clear of the variant (62-63) and the version (76-79)
+        for probe in (event_id & mask, (event_id >> 30) & mask, (event_id >> 80) & mask):
             byte, bit = probe >> 3, 1 << (probe & 7)
             if not bits[byte] & bit:
                 seen = False
@@ -222,14 +236,19 @@ async def check_events(
     topic = settings.kafka_topic
     last_seq = array("q", [0]) * len(pairs.keys)
     last_status = array("b", [ABSENT]) * len(pairs.keys)
-    seen, maybe_twice = SeenFilter(), set()
-    progress = Progress(f"event topic {topic}", sum(end - begin for begin, end in ends.values()))
+    total = sum(end - begin for begin, end in ends.values())
+    seen, unchecked = SeenFilter(total), 0
+    maybe_twice: set[int] = set()
+    progress = Progress(f"event topic {topic}", total)
+    truncated = any(begin > 0 for begin, _ in ends.values())  # retention deleted the oldest events
     records = v1 = 0
     async for record in read_to(settings.kafka_bootstrap_servers, topic, ends, progress):
         records += 1
         where = f"partition {record.partition}, offset {record.offset}"
         data = _value(record.value)
         version = data.get("schema_version") if data else None
+        if isinstance(version, bool):
+            version = None
         product, warehouse = (_int(data, n) for n in ("product_id", "warehouse_id")) if data else (None, None)
         old, new, seq = (data.get("old_status"), data.get("new_status"), _int(data, "seq")) if data else (None,) * 3
         try:
@@ -237,20 +256,22 @@ async def check_events(
         except ValueError:
             event_id = None
         if (
-            version not in (1, 2) or product is None or warehouse is None or event_id is None
+            version not in (1, 2) or (pair := _pair(product, warehouse)) is None or event_id is None
             or old not in CODE or new not in CODE or (version == 2 and (seq is None or seq < 1))
         ):  # fmt: skip
             findings.add("not an event", f"{where}: {(record.value or b'')[:200]!r}")
             continue
         if seen.add(event_id):
-            maybe_twice.add(event_id)
-        pair = pair_id(product, warehouse)
+            if len(maybe_twice) < MAYBE_TWICE_AT_MOST:
+                maybe_twice.add(event_id)
+            else:
+                unchecked += 1
         name = pair_name(pair)
         if record.key != name.encode():
             findings.add("wrong key", f"{where}: key {record.key!r} for pair {name}")
         i = pairs.index(pair)
-        if i is None:
-            findings.add("unknown pair", f"{where}: {name} has no balance row")
+        if i is None:  # made after the database was read, or none at all: looked up again at the end
+            ahead.add(pair, seq or 0, "event topic")
             continue
         if last_status[i] != ABSENT and CODE[old] != last_status[i]:
             findings.add(
@@ -269,6 +290,8 @@ async def check_events(
             findings.add(kind, f"{where}: {name} seq {seq} after {last_seq[i]}")
         last_seq[i] = max(last_seq[i], seq)
     for i, pair in enumerate(pairs.keys):
+        if last_seq[i] == 0 and truncated:
+            continue  # its events may all have been deleted by retention
         if last_seq[i] < pairs.published[i]:
             findings.add(
                 "events missing",
@@ -278,6 +301,8 @@ async def check_events(
             ahead.add(pair, last_seq[i], "event topic")
     if maybe_twice:
         await _count_twice(settings, ends, maybe_twice, findings)
+    if unchecked:
+        findings.add("not checked", f"{unchecked:,} event ids past the {MAYBE_TWICE_AT_MOST:,} checked for duplicates")
     return records, v1
 
 
@@ -301,7 +326,7 @@ async def _count_twice(
 
 
 async def recheck_ahead(conn: asyncpg.Connection, ahead: Ahead, findings: Findings) -> None:
-    """Pairs the topics showed further along than the first snapshot: still further along than a snapshot taken
+    """Pairs the topics showed further along than the first snapshot, or not in it: still so in a snapshot taken
     after the topics were read is a record the bridge did not write."""
     if ahead.overflow:
         findings.add("not rechecked", f"{ahead.overflow} more pairs ahead of the database than {RECHECK_AT_MOST}")
@@ -312,10 +337,10 @@ async def recheck_ahead(conn: asyncpg.Connection, ahead: Ahead, findings: Findin
     rows = await conn.fetch(queries("verify")["pairs_again"], products, warehouses)
     known = {pair_id(r["product_id"], r["warehouse_id"]): r["seq"] for r in rows}
     for pair, seq, topic in ahead.found:
-        if seq > known.get(pair, 0):
-            findings.add(
-                "ahead of the database", f"{pair_name(pair)}: seq {seq} on the {topic}, {known.get(pair, 0)} known"
-            )
+        if pair not in known:
+            findings.add("unknown pair", f"{pair_name(pair)} on the {topic} has no balance row")
+        elif seq > known[pair]:
+            findings.add("ahead of the database", f"{pair_name(pair)}: seq {seq} on the {topic}, {known[pair]} known")
 
 
 async def verify(
@@ -334,7 +359,9 @@ async def verify(
             # Events' offsets first: the states read then are at least as far along (written in the same
             # transactions).
             event_ends = await end_offsets(settings.kafka_bootstrap_servers, settings.kafka_topic) if events else {}
-            state_ends = await end_offsets(settings.kafka_bootstrap_servers, settings.kafka_stock_status_topic)
+            state_ends = await end_offsets(
+                settings.kafka_bootstrap_servers, settings.kafka_stock_status_topic, settled=True
+            )
         except LookupError as e:
             raise VerifyError(str(e)) from e
         states = await check_states(settings, pairs, state_ends, findings, ahead)

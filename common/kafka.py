@@ -8,7 +8,7 @@ compare it with the database or rebuild from it."""
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
@@ -18,7 +18,7 @@ from common.stopping import pause
 
 CHECK_EVERY_S = 2.0
 CHECK_TIMEOUT_S = 5.0
-UNKNOWN_TOPIC_OR_PARTITION = 3
+SETTLE_TIMEOUT_S = 120.0  # the broker aborts an abandoned transaction after the producer's timeout (60 s in aiokafka)
 
 
 async def watch(
@@ -46,37 +46,57 @@ async def watch(
                 state(f"{what}Kafka answers again")
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, tuple[int, int]]:
-    """Each partition's (beginning, end) offsets as a read_committed reader sees them now (the end: the last stable
-    offset). Raises LookupError for a topic that does not exist."""
+async def end_offsets(bootstrap: str, topic: str, settled: bool = False) -> dict[int, tuple[int, int]]:
+    """Each partition's (beginning, end) offsets as a read_committed reader sees them now: the end is the last
+    stable offset. With `settled`, the end is instead the high watermark as it is now, once every transaction
+    below it is decided (the last stable offset has reached it): a transaction's commit markers reach its
+    partitions one after the other, so of two topics written in one transaction, one may show it committed
+    while the other does not yet. Raises LookupError for a topic that does not exist."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
+        if topic not in await admin.list_topics():  # before describing: a broker may create what is described
+            raise LookupError(f"topic {topic} does not exist")
         (described,) = await admin.describe_topics([topic])
     finally:
         await admin.close()
-    if described["error_code"] == UNKNOWN_TOPIC_OR_PARTITION:
-        raise LookupError(f"topic {topic} does not exist")
     if described["error_code"] != 0:
         raise LookupError(f"cannot describe topic {topic}: Kafka error {described['error_code']}")
     tps = [TopicPartition(topic, p["partition"]) for p in described["partitions"]]
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False)
-    await consumer.start()
+    committed = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False
+    )
+    await committed.start()
     try:
-        begin, end = await consumer.beginning_offsets(tps), await consumer.end_offsets(tps)
-        return {tp.partition: (begin[tp], end[tp]) for tp in tps}
+        begin = await committed.beginning_offsets(tps)
+        if not settled:
+            end = await committed.end_offsets(tps)
+            return {tp.partition: (begin[tp], end[tp]) for tp in tps}
+        uncommitted = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        await uncommitted.start()
+        try:
+            high = await uncommitted.end_offsets(tps)
+        finally:
+            await uncommitted.stop()
+        deadline = asyncio.get_running_loop().time() + SETTLE_TIMEOUT_S
+        while any(stable < high[tp] for tp, stable in (await committed.end_offsets(tps)).items()):
+            if asyncio.get_running_loop().time() > deadline:
+                raise LookupError(f"topic {topic}: a transaction stayed open for {SETTLE_TIMEOUT_S:g} s")
+            await asyncio.sleep(0.05)
+        return {tp.partition: (begin[tp], high[tp]) for tp in tps}
     finally:
-        await consumer.stop()
+        await committed.stop()
 
 
 async def read_to(
     bootstrap: str, topic: str, ends: dict[int, tuple[int, int]], on_batch: Callable[[int], None] = lambda n: None
-) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
     """Every committed record of `topic` from the beginning up to the end offsets `ends` (of end_offsets), one
     partition after the other, each in offset order. `on_batch(n)` after each fetch of n records."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
+        auto_offset_reset="earliest",  # records deleted by retention meanwhile: from the oldest left, not the end
     )  # fmt: skip
     await consumer.start()
     await asyncio.sleep(0)  # lets the consumer's own tasks start: one cancelled unstarted raises from stop()

@@ -27,11 +27,16 @@ class KafkaSettings(ProcessSettings):
     """Kafka brokers, host:port[,host:port…]."""
     kafka_topic: str = Field(default=DEFAULT_TOPIC, min_length=1, max_length=200, pattern=r"^[A-Za-z0-9._-]+$")
     """The topic of status changes (the bridge creates it when missing)."""
+
+
+class StreamSettings(KafkaSettings):
+    """Where both topics of the stream are: read by the processes that use the current-state topic too."""
+
     kafka_stock_status_topic: str = Field(default="", max_length=249, pattern=r"^[A-Za-z0-9._-]*$")
     """The compacted topic of every pair's current state, written with the events; default `warehouse.stock-status` (`<KAFKA_TOPIC>` with `.status-changes` made `.stock-status`, or with `.stock-status` added)."""  # noqa: E501
 
     @model_validator(mode="after")
-    def _derive_stock_status_topic(self) -> "KafkaSettings":
+    def _derive_stock_status_topic(self) -> "StreamSettings":
         if not self.kafka_stock_status_topic:
             self.kafka_stock_status_topic = stock_status_topic_of(self.kafka_topic)
         if self.kafka_stock_status_topic == self.kafka_topic:

@@ -5,7 +5,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field
 
-from common.settings import KafkaSettings
+from common.settings import KafkaSettings, StreamSettings
 from db.config import DatabaseSettings
 
 Start = Literal["earliest", "latest"]
@@ -54,7 +54,7 @@ class StoreSettings(ConsumerSettings, DatabaseSettings):
     """The store's /metrics, /healthz, /readyz."""
 
 
-class MirrorSettings(ConsumerSettings, DatabaseSettings):
+class MirrorSettings(ConsumerSettings, StreamSettings, DatabaseSettings):
     prefix = "mirror"
 
     # No group and no start: the mirror reads without a consumer group, bootstrapping at every start.

@@ -93,6 +93,7 @@ BEGIN
            product_id, warehouse_id, count(*) OVER (PARTITION BY product_id, warehouse_id),
            new_status, quantity, occurred_at, event_id
       FROM removed
+     WHERE id >= (SELECT first_id FROM status_change_v2_start)
      ORDER BY product_id, warehouse_id, id DESC
     ON CONFLICT (product_id, warehouse_id) DO UPDATE
        SET seq = p.seq + excluded.seq, status = excluded.status, quantity = excluded.quantity,
@@ -260,18 +261,22 @@ $$;
 CREATE FUNCTION public.status_change_batch(after_id bigint, size integer) RETURNS TABLE(id bigint, key text, value text, state text, seq bigint, ce_id text, ce_time text, occurred_epoch double precision)
     LANGUAGE sql STABLE
     AS $$
-    WITH in_flight AS (
+    WITH start AS (SELECT first_id FROM status_change_v2_start),
+    in_flight AS (
         SELECT product_id, warehouse_id, count(*) AS n
-          FROM status_change_outbox WHERE id <= after_id GROUP BY product_id, warehouse_id
+          FROM status_change_outbox
+         WHERE id <= after_id AND id >= (SELECT first_id FROM start)
+         GROUP BY product_id, warehouse_id
     ),
     batch AS (
         SELECT o.*,
-               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id) AS rank,
-               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id DESC) AS from_last
-          FROM (SELECT * FROM status_change_outbox WHERE id > after_id ORDER BY id LIMIT size) o
+               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id, o.v2 ORDER BY o.id) AS rank,
+               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id, o.v2 ORDER BY o.id DESC) AS from_last
+          FROM (SELECT x.*, x.id >= (SELECT first_id FROM start) AS v2
+                  FROM status_change_outbox x WHERE x.id > after_id ORDER BY x.id LIMIT size) o
     ),
     numbered AS (
-        SELECT b.*, coalesce(p.seq, 0) + coalesce(f.n, 0) + b.rank AS seq,
+        SELECT b.*, CASE WHEN b.v2 THEN coalesce(p.seq, 0) + coalesce(f.n, 0) + b.rank END AS seq,
                CASE WHEN b.operation_id IS NULL THEN 'threshold_change' ELSE w.operation_type::text END AS cause,
                w.transfer_id, event_time(b.occurred_at, 'Z') AS at
           FROM batch b
@@ -281,6 +286,17 @@ CREATE FUNCTION public.status_change_batch(after_id bigint, size integer) RETURN
     )
     SELECT id,
            product_id || ':' || warehouse_id,
+           CASE WHEN NOT v2 THEN
+               '{"event_id":"' || event_id
+               || '","schema_version":1,"occurred_at":"' || at
+               || '","product_id":' || product_id
+               || ',"warehouse_id":' || warehouse_id
+               || ',"old_status":"' || old_status
+               || '","new_status":"' || new_status
+               || '","quantity":' || quantity
+               || ',"operation_id":' || coalesce(operation_id::text, 'null')
+               || '}'
+           ELSE
            '{"event_id":"' || event_id
                || '","schema_version":2,"occurred_at":"' || at
                || '","product_id":' || product_id
@@ -292,8 +308,9 @@ CREATE FUNCTION public.status_change_batch(after_id bigint, size integer) RETURN
                || ',"cause":"' || cause
                || '","operation_id":' || coalesce(operation_id::text, 'null')
                || ',"transfer_id":' || coalesce('"' || transfer_id || '"', 'null')
-               || '}',
-           CASE WHEN from_last = 1 THEN
+               || '}'
+           END,
+           CASE WHEN v2 AND from_last = 1 THEN
                '{"product_id":' || product_id
                || ',"warehouse_id":' || warehouse_id
                || ',"status":"' || new_status
@@ -722,6 +739,14 @@ CREATE TABLE public.status_change_published (
 WITH (fillfactor='50');
 
 --
+-- Name: status_change_v2_start; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.status_change_v2_start (
+    first_id bigint NOT NULL
+);
+
+--
 -- Name: stock_status_mirror; Type: TABLE; Schema: public; Owner: -
 --
 
@@ -755,6 +780,8 @@ CREATE VIEW public.stock_status_seq AS
             status_change_outbox.warehouse_id,
             count(*) AS waiting
            FROM public.status_change_outbox
+          WHERE (status_change_outbox.id >= ( SELECT status_change_v2_start.first_id
+                   FROM public.status_change_v2_start))
           GROUP BY status_change_outbox.product_id, status_change_outbox.warehouse_id) w USING (product_id, warehouse_id));
 
 --

@@ -12,7 +12,15 @@
 -- pair's row lock), so the rank never changes while a row waits, and a row sent again after a crash gets the
 -- number it had: a row's seq is fixed the moment it commits.
 
--- One row per pair with a published change: how many, and the last one.
+-- The changes committed before this migration are events of schema_version 1, whichever bridge publishes them
+-- (an older bridge may have published some already, and the recovery of a new one deletes what the last batch of
+-- an old one held): outbox ids from first_id on are numbered, from 1 per pair. An id is drawn before its
+-- transaction commits, so a change drawn before this migration and committed after it is of version 1 too.
+CREATE TABLE status_change_v2_start (first_id bigint NOT NULL);
+INSERT INTO status_change_v2_start
+SELECT CASE WHEN is_called THEN last_value + 1 ELSE last_value END FROM status_change_outbox_id_seq;
+
+-- One row per pair with a published change of version 2: how many, and the last one.
 CREATE TABLE status_change_published (
     product_id   bigint       NOT NULL,
     warehouse_id bigint       NOT NULL,
@@ -24,8 +32,9 @@ CREATE TABLE status_change_published (
     PRIMARY KEY (product_id, warehouse_id)
 ) WITH (fillfactor = 50);  -- rewritten by every batch that changes the pair: HOT updates, as stock_balance
 
--- The deletion of outbox rows counts them twice over: into the global counter (as before), and per pair.
--- Pairs are upserted in key order, so two deleting transactions cannot deadlock here.
+-- The deletion of outbox rows counts them twice over: into the global counter (as before), and, from first_id
+-- on, per pair. Pairs are upserted in key order, so two deleting transactions cannot deadlock here; they do wait
+-- for each other on a pair they share (the bridge is the one regular deleter, one transaction at a time).
 CREATE OR REPLACE FUNCTION count_removed_changes() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -44,6 +53,7 @@ BEGIN
            product_id, warehouse_id, count(*) OVER (PARTITION BY product_id, warehouse_id),
            new_status, quantity, occurred_at, event_id
       FROM removed
+     WHERE id >= (SELECT first_id FROM status_change_v2_start)
      ORDER BY product_id, warehouse_id, id DESC
     ON CONFLICT (product_id, warehouse_id) DO UPDATE
        SET seq = p.seq + excluded.seq, status = excluded.status, quantity = excluded.quantity,
@@ -63,14 +73,17 @@ CREATE VIEW stock_status_seq AS
       FROM stock_balance b
       LEFT JOIN status_change_published p USING (product_id, warehouse_id)
       LEFT JOIN (SELECT product_id, warehouse_id, count(*) AS waiting
-                   FROM status_change_outbox GROUP BY product_id, warehouse_id) w USING (product_id, warehouse_id);
+                   FROM status_change_outbox
+                  WHERE id >= (SELECT first_id FROM status_change_v2_start)
+                  GROUP BY product_id, warehouse_id) w USING (product_id, warehouse_id);
 
 -- The bridge's batch: the `size` oldest outbox rows after id `after_id` (0: from the start), each with its Kafka
 -- key, its JSON value (the event, schema_version 2), its CloudEvents id, time and sequence, and, on the last row
 -- of each pair in the batch, `state`: the JSON of the pair's record on the current-state topic. Made here so the
 -- bridge only moves bytes (serialising in Python cost the bridge about half its CPU).
 -- With after_id > 0 the rows up to it are a batch still being published (not deleted yet): they count towards
--- the seq of their pairs' later rows.
+-- the seq of their pairs' later rows. Rows from before this migration (status_change_v2_start) come out as
+-- version 1 events: no seq, no state.
 -- The values are exactly what bridge/events.py's StatusChanged and PairState serialise to (field order, compact
 -- separators, times in UTC with microseconds only when there are any, "Z" in the value and "+00:00" in
 -- ce_time): a test compares them for every kind of row, and fails when either side changes alone.
@@ -78,18 +91,22 @@ CREATE FUNCTION status_change_batch(after_id bigint, size integer)
 RETURNS TABLE (id bigint, key text, value text, state text, seq bigint, ce_id text, ce_time text,
                occurred_epoch float8)
 LANGUAGE sql STABLE AS $$
-    WITH in_flight AS (
+    WITH start AS (SELECT first_id FROM status_change_v2_start),
+    in_flight AS (
         SELECT product_id, warehouse_id, count(*) AS n
-          FROM status_change_outbox WHERE id <= after_id GROUP BY product_id, warehouse_id
+          FROM status_change_outbox
+         WHERE id <= after_id AND id >= (SELECT first_id FROM start)
+         GROUP BY product_id, warehouse_id
     ),
     batch AS (
         SELECT o.*,
-               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id) AS rank,
-               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id ORDER BY o.id DESC) AS from_last
-          FROM (SELECT * FROM status_change_outbox WHERE id > after_id ORDER BY id LIMIT size) o
+               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id, o.v2 ORDER BY o.id) AS rank,
+               row_number() OVER (PARTITION BY o.product_id, o.warehouse_id, o.v2 ORDER BY o.id DESC) AS from_last
+          FROM (SELECT x.*, x.id >= (SELECT first_id FROM start) AS v2
+                  FROM status_change_outbox x WHERE x.id > after_id ORDER BY x.id LIMIT size) o
     ),
     numbered AS (
-        SELECT b.*, coalesce(p.seq, 0) + coalesce(f.n, 0) + b.rank AS seq,
+        SELECT b.*, CASE WHEN b.v2 THEN coalesce(p.seq, 0) + coalesce(f.n, 0) + b.rank END AS seq,
                CASE WHEN b.operation_id IS NULL THEN 'threshold_change' ELSE w.operation_type::text END AS cause,
                w.transfer_id, event_time(b.occurred_at, 'Z') AS at
           FROM batch b
@@ -99,6 +116,17 @@ LANGUAGE sql STABLE AS $$
     )
     SELECT id,
            product_id || ':' || warehouse_id,
+           CASE WHEN NOT v2 THEN
+               '{"event_id":"' || event_id
+               || '","schema_version":1,"occurred_at":"' || at
+               || '","product_id":' || product_id
+               || ',"warehouse_id":' || warehouse_id
+               || ',"old_status":"' || old_status
+               || '","new_status":"' || new_status
+               || '","quantity":' || quantity
+               || ',"operation_id":' || coalesce(operation_id::text, 'null')
+               || '}'
+           ELSE
            '{"event_id":"' || event_id
                || '","schema_version":2,"occurred_at":"' || at
                || '","product_id":' || product_id
@@ -110,8 +138,9 @@ LANGUAGE sql STABLE AS $$
                || ',"cause":"' || cause
                || '","operation_id":' || coalesce(operation_id::text, 'null')
                || ',"transfer_id":' || coalesce('"' || transfer_id || '"', 'null')
-               || '}',
-           CASE WHEN from_last = 1 THEN
+               || '}'
+           END,
+           CASE WHEN v2 AND from_last = 1 THEN
                '{"product_id":' || product_id
                || ',"warehouse_id":' || warehouse_id
                || ',"status":"' || new_status

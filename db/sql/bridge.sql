@@ -1,5 +1,6 @@
 -- Queries of the bridge (bridge/relay.py). The outbox is read in id order and deleted once published; never
--- read with "id > last seen": ids are not committed in order, a late commit with a smaller id would be skipped.
+-- read with "id > last seen" alone: ids are not committed in order, a late commit with a smaller id would be
+-- skipped (next_batch_after reads past a batch in flight only with the count that detects one).
 
 -- name: take_leadership
 -- Session-level: held for as long as the leader's control connection lives.
@@ -16,7 +17,8 @@ SELECT * FROM status_change_batch(0, $1);
 -- rows after $1, one row of NULLs still carries `behind`.
 SELECT b.behind, o.*
   FROM (SELECT count(*) AS behind FROM status_change_outbox WHERE id <= $1) b
-  LEFT JOIN LATERAL status_change_batch($1, $2) o ON true;
+  LEFT JOIN LATERAL status_change_batch($1, $2) o ON true
+ ORDER BY o.id;
 
 -- name: delete_published
 -- The deletion counts the rows into status_change_counter (trigger count_removed_changes).
@@ -43,7 +45,7 @@ SELECT count(*) AS events, coalesce(extract(epoch FROM now() - min(occurred_at))
 
 -- name: snapshot_pending
 -- A snapshot requested of this deployment (`python -m bridge snapshot`) and not finished: where it is.
-SELECT after_product, after_warehouse, written FROM state_snapshots
+SELECT after_product, after_warehouse, written, requested_at FROM state_snapshots
  WHERE transactional_id = $1 AND finished_at IS NULL;
 
 -- name: snapshot_chunk
@@ -72,11 +74,12 @@ SELECT b.product_id || ':' || b.warehouse_id AS key,
  LIMIT $3;
 
 -- name: snapshot_progress
--- After a chunk's Kafka commit. $5: the chunk was the last.
+-- After a chunk's Kafka commit. $5: the chunk was the last. $6: the request it belongs to (a request made again
+-- meanwhile starts over, and this chunk's progress is not its).
 UPDATE state_snapshots
    SET after_product = $2, after_warehouse = $3, written = written + $4,
        finished_at = CASE WHEN $5 THEN now() END
- WHERE transactional_id = $1 AND finished_at IS NULL;
+ WHERE transactional_id = $1 AND finished_at IS NULL AND requested_at = $6;
 
 -- name: request_snapshot
 -- A new snapshot from the first pair (one replaces an unfinished one: it starts over, which is safe).

@@ -5,7 +5,7 @@ models (bridge/events.py) would, and number each pair's changes 1, 2, 3… whate
 import asyncpg
 import pytest
 
-from bridge.events import PairState, StatusChanged, cloudevents_headers
+from bridge.events import PairState, StatusChanged, StatusChangedV1, cloudevents_headers
 from db.queries import queries
 
 pytestmark = pytest.mark.integration
@@ -110,3 +110,38 @@ async def test_seq_stays_with_each_change_through_publishing_in_flight_batches_a
         "out_of_stock",
         ahead[-1]["ce_id"],
     )
+
+
+async def test_changes_from_before_the_migration_go_out_as_version_1_and_the_numbering_starts_after_them(
+    db: asyncpg.Connection,
+) -> None:
+    sql = queries("bridge")
+    await db.execute(
+        "INSERT INTO products (id, name) VALUES (1, 'a'); INSERT INTO warehouses (id, name) VALUES (1, 'w')"
+    )
+    flip = [
+        "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, 50)",
+        "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity) VALUES (1, 1, -50)",
+    ]
+    for statement in flip:
+        await db.execute(statement)
+    # As if migration 0006 ran now: the two changes so far are from before it.
+    await db.execute("UPDATE status_change_v2_start SET first_id = (SELECT max(id) + 1 FROM status_change_outbox)")
+    for statement in flip:
+        await db.execute(statement)
+
+    rows = await _batch(db)
+    assert [r["seq"] for r in rows] == [None, None, 1, 2]
+    for row in rows[:2]:
+        old = StatusChangedV1(
+            event_id=row["event_id"], occurred_at=row["occurred_at"], product_id=1, warehouse_id=1,
+            old_status=row["old_status"], new_status=row["new_status"], quantity=row["quantity"],
+            operation_id=row["operation_id"],
+        )  # fmt: skip
+        assert row["value"] == old.model_dump_json() and row["state"] is None
+        headers = dict(cloudevents_headers(row["ce_id"], row["ce_time"], "/s", old.key, None))
+        assert headers["ce_type"] == b"warehouse.status.changed.v1" and "ce_sequence" not in headers
+    assert rows[3]["state"] is not None
+    await db.execute(sql["delete_published"], [r["id"] for r in rows[:2]])  # published: not counted into seq
+    assert [r["seq"] for r in await db.fetch(sql["next_batch"], 100)] == [1, 2]
+    assert await db.fetchval("SELECT seq FROM stock_status_seq") == 2
