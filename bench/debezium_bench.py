@@ -384,6 +384,7 @@ async def main() -> int:
                                "connector": CONNECTOR, "worker": WORKER}  # fmt: skip
     os.environ["PG_WAL_LEVEL"] = "logical"
     with private_stack() as stack:
+        stack.env["KAFKA_HEAP"] = "768m"  # as `make stack`'s broker (a private stack's default is smaller)
         made = stack.make("stack")
         if made.returncode != 0:
             raise RuntimeError(made.stdout + made.stderr)

@@ -13,7 +13,6 @@ import argparse
 import asyncio
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -55,16 +54,23 @@ async def fill(url: str, products: int, warehouses: int) -> None:
         await conn.close()
 
 
+# Runs `python -m bridge …` in a process that reports its own peak RSS (ru_maxrss, KB) on stderr as it exits.
+MEASURED = (
+    "import atexit, resource, runpy, sys\n"
+    "peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+    "atexit.register(lambda: sys.stderr.write(f'peak-rss-kb {peak()}\\n'))\n"
+    "sys.argv = ['python -m bridge', *sys.argv[1:]]\n"
+    "runpy.run_module('bridge', run_name='__main__')\n"
+)
+
+
 def run_tool(env: dict[str, str], *args: str) -> tuple[float, float, subprocess.CompletedProcess[str]]:
     """A `python -m bridge …` run: its wall time, its peak RSS (MB) and its result."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "bridge", *args], env=env, cwd=REPO, capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-c", MEASURED, *args], env=env, cwd=REPO, capture_output=True, text=True)
     took = time.monotonic() - started
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    if peak <= before:
-        print(f"  (the peak RSS of {args[0]} is not above an earlier child's: {before / 1024:.0f} MB at most)")
-    return took, peak / 1024, result
+    peak = [line for line in result.stderr.splitlines() if line.startswith("peak-rss-kb ")]
+    return took, int(peak[-1].split()[1]) / 1024 if peak else float("nan"), result
 
 
 async def main() -> int:

@@ -41,6 +41,7 @@ class BatchSender:
     def __init__(self, producer: AIOKafkaProducer, topic: str, state_topic: str, source: str) -> None:
         self.producer, self.topic, self.state_topic, self.source = producer, topic, state_topic, source
         self.partition_of: dict[bytes, int] = {}  # murmur2 is pure Python (≈ 2.5 µs a key); pairs repeat
+        # (emptied past PARTITION_CACHE keys: a snapshot of a million pairs would keep ≈ 100 MB of them)
         self.partitions: list[int] = []
 
     async def send(self, rows: Sequence[asyncpg.Record]) -> list["asyncio.Future[Any]"]:
@@ -69,7 +70,7 @@ class BatchSender:
     async def partitioner(self) -> Any:
         """The partition of a key, on both topics, as the topic has them now."""
         partitions = sorted(await self.producer.partitions_for(self.topic))
-        if partitions != self.partitions:  # partitions were added: keys move
+        if partitions != self.partitions or len(self.partition_of) > PARTITION_CACHE:  # added: keys move
             self.partitions, self.partition_of = partitions, {}
         known = self.partition_of
 
@@ -83,6 +84,7 @@ class BatchSender:
 
 
 STATE_HEADERS = [("content-type", b"application/json")]
+PARTITION_CACHE = 100_000
 
 
 class _Batches:

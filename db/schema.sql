@@ -122,10 +122,7 @@ $$;
 CREATE FUNCTION public.event_time(at timestamp with time zone, utc_suffix text) RETURNS text
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
-    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
-           || CASE WHEN to_char(at AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
-                   ELSE '.' || to_char(at AT TIME ZONE 'UTC', 'US') END
-           || utc_suffix
+    SELECT replace(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || utc_suffix
 $$;
 
 --
@@ -280,9 +277,13 @@ CREATE FUNCTION public.status_change_batch(after_id bigint, size integer) RETURN
                CASE WHEN b.operation_id IS NULL THEN 'threshold_change' ELSE w.operation_type::text END AS cause,
                w.transfer_id, event_time(b.occurred_at, 'Z') AS at
           FROM batch b
-          LEFT JOIN status_change_published p USING (product_id, warehouse_id)
-          LEFT JOIN in_flight f USING (product_id, warehouse_id)
-          LEFT JOIN warehouse_operations w ON w.id = b.operation_id
+          -- Lookups by key, one per row (LATERAL, and OFFSET 0 so the planner keeps them so): as joins, the
+          -- planner hashed the whole ledger for a batch of a thousand rows (≈ 25 ms a batch at 100k operations).
+          LEFT JOIN LATERAL (SELECT seq FROM status_change_published x
+                              WHERE x.product_id = b.product_id AND x.warehouse_id = b.warehouse_id OFFSET 0) p ON true
+          LEFT JOIN in_flight f ON f.product_id = b.product_id AND f.warehouse_id = b.warehouse_id
+          LEFT JOIN LATERAL (SELECT operation_type, transfer_id FROM warehouse_operations x
+                              WHERE x.id = b.operation_id OFFSET 0) w ON true
     )
     SELECT id,
            product_id || ':' || warehouse_id,
@@ -322,7 +323,7 @@ CREATE FUNCTION public.status_change_batch(after_id bigint, size integer) RETURN
            END,
            seq,
            event_id::text,
-           event_time(occurred_at, '+00:00'),
+           left(at, -1) || '+00:00',  -- the same time, as CloudEvents writes it (event_time costs ≈ 7 µs)
            extract(epoch FROM occurred_at)::float8
       FROM numbered
      ORDER BY id

@@ -77,6 +77,13 @@ CREATE VIEW stock_status_seq AS
                   WHERE id >= (SELECT first_id FROM status_change_v2_start)
                   GROUP BY product_id, warehouse_id) w USING (product_id, warehouse_id);
 
+-- An event's time as the models write it (migration 0003), with one to_char instead of three (≈ 7 µs a call of a
+-- batch's few thousand).
+CREATE OR REPLACE FUNCTION event_time(at timestamptz, utc_suffix text) RETURNS text
+LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+    SELECT replace(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || utc_suffix
+$$;
+
 -- The bridge's batch: the `size` oldest outbox rows after id `after_id` (0: from the start), each with its Kafka
 -- key, its JSON value (the event, schema_version 2), its CloudEvents id, time and sequence, and, on the last row
 -- of each pair in the batch, `state`: the JSON of the pair's record on the current-state topic. Made here so the
@@ -110,9 +117,13 @@ LANGUAGE sql STABLE AS $$
                CASE WHEN b.operation_id IS NULL THEN 'threshold_change' ELSE w.operation_type::text END AS cause,
                w.transfer_id, event_time(b.occurred_at, 'Z') AS at
           FROM batch b
-          LEFT JOIN status_change_published p USING (product_id, warehouse_id)
-          LEFT JOIN in_flight f USING (product_id, warehouse_id)
-          LEFT JOIN warehouse_operations w ON w.id = b.operation_id
+          -- Lookups by key, one per row (LATERAL, and OFFSET 0 so the planner keeps them so): as joins, the
+          -- planner hashed the whole ledger for a batch of a thousand rows (≈ 25 ms a batch at 100k operations).
+          LEFT JOIN LATERAL (SELECT seq FROM status_change_published x
+                              WHERE x.product_id = b.product_id AND x.warehouse_id = b.warehouse_id OFFSET 0) p ON true
+          LEFT JOIN in_flight f ON f.product_id = b.product_id AND f.warehouse_id = b.warehouse_id
+          LEFT JOIN LATERAL (SELECT operation_type, transfer_id FROM warehouse_operations x
+                              WHERE x.id = b.operation_id OFFSET 0) w ON true
     )
     SELECT id,
            product_id || ':' || warehouse_id,
@@ -152,7 +163,7 @@ LANGUAGE sql STABLE AS $$
            END,
            seq,
            event_id::text,
-           event_time(occurred_at, '+00:00'),
+           left(at, -1) || '+00:00',  -- the same time, as CloudEvents writes it (event_time costs ≈ 7 µs)
            extract(epoch FROM occurred_at)::float8
       FROM numbered
      ORDER BY id

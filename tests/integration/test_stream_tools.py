@@ -167,7 +167,9 @@ async def test_a_snapshot_waits_for_a_bridge_and_says_so(
     assert proc.stderr is not None
     seen = b""
     while b"no bridge leads" not in seen:
-        seen += await asyncio.wait_for(proc.stderr.readline(), 15)
+        line = await asyncio.wait_for(proc.stderr.readline(), 15)
+        assert line, f"snapshot ended without saying that no bridge leads: {seen!r}"
+        seen += line
     proc.terminate()
     await proc.wait()
 
