@@ -67,7 +67,7 @@ bench-bridge: venv stack  ## the bridge: drain rate vs a bare producer, latency 
 bench-stream: venv stack  ## the stream tools at 1M pairs: snapshot time, verify time and peak RSS (~2 min)
 	$(PY) -m bench.stream_bench
 
-bench-debezium: venv  ## the bridge beside Debezium 3.6.1 (Kafka Connect standalone) on a stack of its own: drain, latency, RSS, CPU, kill -9 (~15 min)
+bench-debezium: venv  ## the bridge beside Debezium 3.6.1 (Kafka Connect standalone) on a stack of its own: drain, latency, RSS, CPU, kill -9 (~10 min)
 	$(PY) -m bench.debezium_bench
 
 bench-trigger-cost: venv stack  ## the triggers' CPU cost per single-operation transaction, one session (~1 min)
