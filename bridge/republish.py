@@ -96,9 +96,11 @@ async def republish(settings: BridgeSettings, to: str, state_topic: str, chunk: 
     )
     await producer.start()  # first: it fences an earlier run and settles its open transaction
     try:
-        progress: Any = await last_record(
-            settings.kafka_bootstrap_servers, progress_topic, tid.encode(), settings.bridge_transaction_timeout
-        )
+        progress: Any = None
+        if not first_run:  # (a topic just made may not be readable yet, and has nothing to read)
+            progress = await last_record(
+                settings.kafka_bootstrap_servers, progress_topic, tid.encode(), settings.bridge_transaction_timeout
+            )
         if progress is None:  # nothing committed yet, perhaps by a run killed before its first commit
             await _refuse_unless_empty(settings, [to, state_topic])
             position, done = START, 0

@@ -91,8 +91,8 @@ async def end_offsets(bootstrap: str, topic: str, settled: bool = False) -> dict
 async def read_to(
     bootstrap: str, topic: str, ends: dict[int, tuple[int, int]], on_batch: Callable[[int], None] = lambda n: None
 ) -> AsyncGenerator[ConsumerRecord[bytes, bytes], None]:
-    """Every committed record of `topic` from the beginning up to the end offsets `ends` (of end_offsets), one
-    partition after the other, each in offset order. `on_batch(n)` after each fetch of n records."""
+    """Every committed record of `topic` from the beginning up to the end offsets `ends` (of end_offsets), each
+    partition's in offset order (partitions interleaved). `on_batch(n)` after each fetch of n records."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False,
         max_partition_fetch_bytes=4 * 1024 * 1024,
@@ -101,16 +101,23 @@ async def read_to(
     await consumer.start()
     await asyncio.sleep(0)  # lets the consumer's own tasks start: one cancelled unstarted raises from stop()
     try:
-        for partition, (begin, end) in sorted(ends.items()):
-            tp = TopicPartition(topic, partition)
-            consumer.assign([tp])
+        # All partitions assigned once: assigning others while a fetch waits made stop() hang (aiokafka 0.14).
+        left = {TopicPartition(topic, p): (begin, end) for p, (begin, end) in ends.items() if begin < end}
+        consumer.assign(list(left))
+        for tp, (begin, _) in left.items():
             consumer.seek(tp, begin)
-            while await consumer.position(tp) < end:
-                batch = (await consumer.getmany(tp, timeout_ms=1000)).get(tp, [])
+        while left:
+            fetched = await consumer.getmany(*left, timeout_ms=1000)
+            for tp, batch in fetched.items():
+                end = left[tp][1]
                 for record in batch:
                     if record.offset >= end:
                         break
                     yield record
-                on_batch(len(batch))
+            on_batch(sum(len(batch) for batch in fetched.values()))
+            for tp in list(left):
+                if await consumer.position(tp) >= left[tp][1]:
+                    consumer.pause(tp)
+                    del left[tp]
     finally:
         await consumer.stop()

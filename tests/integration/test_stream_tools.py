@@ -20,7 +20,7 @@ from db.load import ensure_reference_data
 from tests.bridge_harness import Bridges, drained, load, wait_for_log
 from tests.cli import run_module
 from tests.service_process import ServiceProcess, wait_until
-from tests.topic import delete_topics, read_topic
+from tests.topic import create_topic, delete_topics, read_topic
 
 pytestmark = pytest.mark.integration
 
@@ -277,3 +277,41 @@ async def test_a_deleted_topic_is_republished_from_the_stored_log_exactly_once_a
         await conn.close()
         await delete_topics(kafka_bootstrap, new_topic, stock_status_topic_of(new_topic), f"{new_topic}.bridge-state",
                             )  # fmt: skip
+
+
+async def test_republish_goes_on_into_topics_that_hold_only_an_aborted_transaction(
+    database_url: str, kafka_bootstrap: str, topic_name: str
+) -> None:
+    """What a run killed before its first commit leaves: aborted records, no progress. They are not records."""
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(
+            "INSERT INTO status_change_log (event_id, occurred_at, product_id, warehouse_id, old_status, new_status,"
+            " quantity, operation_id, kafka_partition, kafka_offset, seq, cause)"
+            " SELECT gen_random_uuid(), now(), 1, 1, 'out_of_stock', 'running_low', 5, s, 0, s, s, 'receipt'"
+            " FROM generate_series(1, 3) s"
+        )
+    finally:
+        await conn.close()
+    await create_topic(kafka_bootstrap, topic_name, 6)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=f"test-{uuid.uuid4().hex}")
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        await producer.send_and_wait(topic_name, b"never committed", key=b"1:1")
+        await producer.abort_transaction()
+    finally:
+        await producer.stop()
+    try:
+        code, _, err = await run_module(
+            "bridge", database_url, "republish", "--to", topic_name, KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap,
+            KAFKA_TOPIC=f"{topic_name}.live",
+        )  # fmt: skip
+        assert code == 0 and "wrote 3 events" in err, err
+        assert [
+            StatusChanged.model_validate_json(r.value).seq for r in await read_topic(kafka_bootstrap, topic_name)
+        ] == [1, 2, 3]
+    finally:
+        await delete_topics(
+            kafka_bootstrap, topic_name, stock_status_topic_of(topic_name), f"{topic_name}.bridge-state"
+        )
