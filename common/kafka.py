@@ -18,6 +18,7 @@ from common.stopping import pause
 
 CHECK_EVERY_S = 2.0
 CHECK_TIMEOUT_S = 5.0
+READ_BATCH = 5000  # records a fetch of read_to hands over: its memory is the fetch buffers' (1 MiB a partition)
 SETTLE_TIMEOUT_S = 120.0  # the broker aborts an abandoned transaction after the producer's timeout (60 s in aiokafka)
 
 
@@ -95,7 +96,6 @@ async def read_to(
     partition's in offset order (partitions interleaved). `on_batch(n)` after each fetch of n records."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level="read_committed", enable_auto_commit=False,
-        max_partition_fetch_bytes=4 * 1024 * 1024,
         auto_offset_reset="earliest",  # records deleted by retention meanwhile: from the oldest left, not the end
     )  # fmt: skip
     await consumer.start()
@@ -107,7 +107,7 @@ async def read_to(
         for tp, (begin, _) in left.items():
             consumer.seek(tp, begin)
         while left:
-            fetched = await consumer.getmany(*left, timeout_ms=1000)
+            fetched = await consumer.getmany(*left, timeout_ms=1000, max_records=READ_BATCH)
             for tp, batch in fetched.items():
                 end = left[tp][1]
                 for record in batch:
