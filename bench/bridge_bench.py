@@ -30,7 +30,7 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from bridge.events import PairState, StatusChanged
+from bridge.events import StatusChanged
 from bridge.sending import STATE_HEADERS
 from common.settings import stock_status_topic_of
 from db.config import LOCAL_DATABASE_URL, normalize_database_url
@@ -209,13 +209,7 @@ async def bare_producer(admin_url: str, bootstrap: str, rows: int) -> float:
 
 def latest_states(events: list[StatusChanged]) -> dict[bytes, bytes]:
     """The current-state record of each pair, after the last of its events in `events`."""
-    return {
-        e.key: PairState(
-            product_id=e.product_id, warehouse_id=e.warehouse_id, status=e.new_status, seq=e.seq,
-            quantity=e.quantity, changed_at=e.occurred_at, event_id=e.event_id,
-        ).value()
-        for e in events
-    }  # fmt: skip
+    return {e.key: e.state_after().value() for e in events}
 
 
 async def drain_figure(admin_url: str, bootstrap: str, rows: int, repeat: int) -> dict[str, Any]:

@@ -78,6 +78,13 @@ class StatusChanged(BaseModel):
         """CloudEvents binary-mode attributes, as Kafka headers."""
         return cloudevents_headers(str(self.event_id), self.occurred_at.isoformat(), source, self.key, self.seq)
 
+    def state_after(self) -> "PairState":
+        """The pair's record on the current-state topic once this change is its latest."""
+        return PairState(
+            product_id=self.product_id, warehouse_id=self.warehouse_id, status=self.new_status, seq=self.seq,
+            quantity=self.quantity, changed_at=self.occurred_at, event_id=self.event_id,
+        )  # fmt: skip
+
 
 class StatusChangedV1(BaseModel):
     """Version 1 of the event, before `seq`, `cause` and `transfer_id`: still read by the consumers."""

@@ -51,11 +51,7 @@ def _message(row: asyncpg.Record, source: str) -> tuple[bytes, bytes, list[tuple
     event = StatusChanged.model_validate(
         fields | {"seq": row["seq"], "cause": row["cause"], "transfer_id": row["transfer_id"]}
     )
-    state = PairState(
-        product_id=event.product_id, warehouse_id=event.warehouse_id, status=event.new_status, seq=event.seq,
-        quantity=event.quantity, changed_at=event.occurred_at, event_id=event.event_id,
-    )  # fmt: skip
-    return event.key, event.value(), event.headers(source), state
+    return event.key, event.value(), event.headers(source), event.state_after()
 
 
 async def _refuse_unless_empty(settings: BridgeSettings, topics: Sequence[str]) -> None:

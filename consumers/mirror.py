@@ -56,13 +56,6 @@ def _rows(states: Sequence[PairState]) -> list[list[object]]:
     return columns
 
 
-def state_after(event: StatusChanged) -> PairState:
-    return PairState(
-        product_id=event.product_id, warehouse_id=event.warehouse_id, status=event.new_status, seq=event.seq,
-        quantity=event.quantity, changed_at=event.occurred_at, event_id=event.event_id,
-    )  # fmt: skip
-
-
 class Copy:
     """The table, over one connection made again when lost."""
 
@@ -119,7 +112,7 @@ async def mirror(settings: MirrorSettings, metrics: MirrorMetrics, stop: asyncio
                 metrics.states.inc(len(batch.states))
             if batch.changes:
                 latest = {event.key: event for event in batch.changes}  # in order per pair: the last is the newest
-                await copy.write([state_after(event) for event in latest.values()])
+                await copy.write([event.state_after() for event in latest.values()])
                 metrics.handled.inc(len(batch.changes))
             if batch.caught_up and not metrics.caught_up:
                 metrics.caught_up = True
