@@ -10,7 +10,9 @@ delete.
 
 A snapshot requested (`python -m bridge snapshot`, table state_snapshots) is written here too, a chunk of pairs
 at a time between batches, only when nothing is in flight: then the database holds what the topic last got for
-each pair, so a chunk never writes an older state over a newer one."""
+each pair, so a chunk never writes an older state over a newer one. While a snapshot runs (or a look for a request
+is due) the pipeline stops after the batch in flight, so that a chunk goes between every two batches even behind a
+backlog."""
 
 import asyncio
 import logging
@@ -99,8 +101,8 @@ class Drain:
                     await self._read_backlog()
                     # Read ahead only while a backlog fills whole batches: caught up, a batch read this early
                     # would miss the changes committed during this one's transaction, and wait a round longer.
-                    behind_a_backlog = len(rows) == self.settings.bridge_batch_size and not self.stop.is_set()
-                    ahead = await self._fetch_after(ids) if behind_a_backlog else None
+                    behind_a_backlog = len(rows) == self.settings.bridge_batch_size
+                    ahead = await self._fetch_after(ids) if behind_a_backlog and self._reading_ahead() else None
                     committed_at = await publisher.committed(transaction, len(rows))
                 finally:
                     if not transaction.done():
@@ -108,7 +110,7 @@ class Drain:
                         await asyncio.gather(transaction, return_exceptions=True)
                 deleting = asyncio.ensure_future(work.execute(self.sql["delete_published"], ids))
                 self.metrics.committed([row["occurred_epoch"] for row in rows], committed_at)
-                if ahead is None:  # caught up, stopping, or rows committed late behind this batch: read afresh
+                if ahead is None:  # caught up, stopping, a snapshot's turn, or rows committed late: read afresh
                     await deleting
                     await self._snapshot_chunk()
                     batch_size = self.settings.bridge_batch_size
@@ -121,6 +123,12 @@ class Drain:
             if deleting is not None and not deleting.done():
                 deleting.cancel()  # an error on the way: the rows stay, the recovery deletes them
                 await asyncio.gather(deleting, return_exceptions=True)
+
+    def _reading_ahead(self) -> bool:
+        """Whether to read the next batch while this one is in flight: not when stopping, nor when a snapshot's
+        chunk (or a look for a request) is due, which needs nothing in flight."""
+        due = self.snapshot_running or asyncio.get_running_loop().time() >= self.snapshot_due
+        return not (self.stop.is_set() or due)
 
     async def _snapshot_chunk(self) -> None:
         """The next chunk of a requested snapshot, if one is pending; to be called with nothing in flight. The

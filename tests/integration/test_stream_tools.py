@@ -152,6 +152,30 @@ async def test_a_snapshot_during_a_load_rebuilds_a_lost_state_topic_and_pairs_th
     assert "snapshot: wrote" in bridge.output()
 
 
+async def test_a_snapshot_requested_behind_a_backlog_is_written_between_its_batches(
+    database_url: str, bridges: Bridges, kafka_bootstrap: str, topic_name: str
+) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await ensure_reference_data(conn, 50, 5)
+        await load(database_url, loaders=2, operations=60_000, batch=1000)  # with no bridge: a backlog
+        backlog = await conn.fetchval("SELECT count(*) FROM status_change_outbox")
+        bridges.env["BRIDGE_BATCH_SIZE"] = "5"  # full batches, one after the other, for many seconds
+        bridge = bridges().start()
+        await wait_for_log(bridge, "leader:")
+        code, _, err = await run_module(
+            "bridge", database_url, "snapshot", KAFKA_BOOTSTRAP_SERVERS=kafka_bootstrap, KAFKA_TOPIC=topic_name
+        )
+        assert code == 0, err
+        left = await conn.fetchval("SELECT count(*) FROM status_change_outbox")
+        assert left > backlog // 4, f"the snapshot waited for the backlog: {left:,} of {backlog:,} changes left"
+        await drained(conn, bridge.running, timeout=180)
+    finally:
+        await conn.close()
+    code, out, err = await verify(database_url, kafka_bootstrap, topic_name, "--events")
+    assert code == 0, out + err
+
+
 async def test_a_snapshot_waits_for_a_bridge_and_says_so(
     database_url: str, kafka_bootstrap: str, topic_name: str
 ) -> None:
