@@ -9,7 +9,8 @@ row trigger in the bench's databases only (both sides run with it). Debezium's s
 advises for throughput and latency, are in CONNECTOR and WORKER below.
 
 Figures, for both, each on a fresh database and topic: drain of a backlog (events/s from the records' own
-timestamps); commit → consumer latency at a fixed rate (all changes, and those after the first 10 s); peak
+timestamps); commit → consumer latency at a fixed rate (all changes, and those after the first 10 s; runs
+alternating, as the drains, since this machine's noise moves a single run's p99 by tens of ms); peak
 RSS and CPU seconds of the drain; duplicates and missing events after 3 kill -9 during a load.
 """
 
@@ -377,6 +378,7 @@ async def main() -> int:
     p.add_argument("--drain-rows", type=int, default=100_000)
     p.add_argument("--rate", type=int, default=1000)
     p.add_argument("--seconds", type=int, default=60)
+    p.add_argument("--latency-repeat", type=int, default=3, help="latency runs of each, alternating")
     p.add_argument("--kills", type=int, default=3)
     args = p.parse_args()
     libs = fetch_jars()
@@ -400,13 +402,16 @@ async def main() -> int:
                 print(f"  drain run {run + 1}, {side}: {figures['events_s']:,.0f} events/s, "
                       f"peak RSS {figures['rss_mb']:.0f} MB, {figures['cpu_s']:.1f} CPU s")  # fmt: skip
         results["drain"] = drains
-        results["latency"] = {
-            "bridge": await bridge_latency(url, bootstrap, args.rate, args.seconds),
-            "debezium": await debezium_latency(url, bootstrap, args.rate, args.seconds, libs, folder),
-        }
-        for side, lat in results["latency"].items():
-            print(f"  latency, {side}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms; after {WARM_S:g} s:"
-                  f" p50 {lat['warm_p50_ms']:.1f}, p99 {lat['warm_p99_ms']:.1f}")  # fmt: skip
+        latencies: dict[str, list[dict[str, Any]]] = {"bridge": [], "debezium": []}
+        for run in range(args.latency_repeat):
+            order = ["bridge", "debezium"] if run % 2 == 0 else ["debezium", "bridge"]
+            for side in order:
+                lat = await (bridge_latency(url, bootstrap, args.rate, args.seconds) if side == "bridge"
+                             else debezium_latency(url, bootstrap, args.rate, args.seconds, libs, folder))  # fmt: skip
+                latencies[side].append(lat)
+                print(f"  latency run {run + 1}, {side}: p50 {lat['p50_ms']:.1f} ms, p99 {lat['p99_ms']:.1f} ms;"
+                      f" after {WARM_S:g} s: p50 {lat['warm_p50_ms']:.1f}, p99 {lat['warm_p99_ms']:.1f}")  # fmt: skip
+        results["latency"] = latencies
         results["kills"] = {
             "bridge": await bridge_kills(url, bootstrap, args.kills),
             "debezium": await debezium_kills(url, bootstrap, args.kills, libs, folder),
@@ -421,20 +426,25 @@ async def main() -> int:
 
 
 def table(results: dict[str, Any], args: argparse.Namespace) -> str:
-    def median(side: str, name: str) -> float:
-        values = sorted(float(run[name]) for run in results["drain"][side])
+    def median(side: str, name: str, of: str = "drain") -> float:
+        values = sorted(float(run[name]) for run in results[of][side])
         return values[len(values) // 2]
 
-    b, d = results["latency"]["bridge"], results["latency"]["debezium"]
+    def latency(side: str, p50: str, p99: str) -> str:
+        runs = ", ".join(f"{run[p99]:.1f}" for run in results["latency"][side])
+        return f"{median(side, p50, 'latency'):.1f} / {median(side, p99, 'latency'):.1f} ms (p99s {runs})"
+
     kb, kd = results["kills"]["bridge"], results["kills"]["debezium"]
     rows = [
         f"| drain of a {args.drain_rows:,}-change backlog, events/s (median of {args.repeat}) | "
         f"{median('bridge', 'events_s'):,.0f} | {median('debezium', 'events_s'):,.0f} | bridge ÷ Debezium "
         f"{median('bridge', 'events_s') / median('debezium', 'events_s'):.2f} |",
-        f"| commit → consumer latency at {args.rate:,}/s for {args.seconds} s, p50 / p99 | {b['p50_ms']:.1f} / "
-        f"{b['p99_ms']:.1f} ms | {d['p50_ms']:.1f} / {d['p99_ms']:.1f} ms | |",
-        f"| same, after the first {WARM_S:g} s | {b['warm_p50_ms']:.1f} / {b['warm_p99_ms']:.1f} ms | "
-        f"{d['warm_p50_ms']:.1f} / {d['warm_p99_ms']:.1f} ms | |",
+        f"| commit → consumer latency at {args.rate:,}/s for {args.seconds} s, p50 / p99 (median of "
+        f"{args.latency_repeat}) | {latency('bridge', 'p50_ms', 'p99_ms')} | "
+        f"{latency('debezium', 'p50_ms', 'p99_ms')} | |",
+        f"| same, after the first {WARM_S:g} s | {latency('bridge', 'warm_p50_ms', 'warm_p99_ms')} | "
+        f"{latency('debezium', 'warm_p50_ms', 'warm_p99_ms')} | bridge ÷ Debezium warm p99 "
+        f"{median('bridge', 'warm_p99_ms', 'latency') / median('debezium', 'warm_p99_ms', 'latency'):.2f} |",
         f"| peak RSS while draining | {median('bridge', 'rss_mb'):.0f} MB | {median('debezium', 'rss_mb'):.0f} MB | |",
         f"| CPU seconds for the drain | {median('bridge', 'cpu_s'):.1f} | {median('debezium', 'cpu_s'):.1f} | "
         "(Debezium's include its JVM start) |",
