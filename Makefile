@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-api bench-auth-flood bench-live soak docs
+.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-ledger bench-api bench-auth-flood bench-live soak docs
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
@@ -67,8 +67,11 @@ bench-bridge: venv stack  ## the bridge: drain rate vs a bare producer, latency 
 bench-stream: venv stack  ## the stream tools at 1M pairs: snapshot time, verify time and peak RSS (~2 min)
 	$(PY) -m bench.stream_bench
 
-bench-debezium: venv  ## the bridge beside Debezium 3.6.1 (Kafka Connect standalone) on a stack of its own: drain, latency, RSS, CPU, kill -9 (~10 min)
+bench-debezium: venv  ## the bridge beside Debezium 3.6.1 (Kafka Connect standalone) on a stack of its own: drain, latency, RSS, CPU, kill -9 (~12 min)
 	$(PY) -m bench.debezium_bench
+
+bench-ledger: venv stack  ## reading a 10M-operation ledger (each filter, first and middle page) and documents vs COPY (~10 min)
+	$(PY) -m bench.ledger_bench
 
 bench-trigger-cost: venv stack  ## the triggers' CPU cost per single-operation transaction, one session (~1 min)
 	$(PY) -m bench.trigger_cost

@@ -21,6 +21,7 @@ from api.app import create_app
 from api.auth import Role, create_key, key_hash
 from api.config import ApiSettings
 from api.live import LiveFeed
+from api.problems import InvalidRequest, UnknownWarehouse
 from common import logs
 from db.connect import DatabaseUnavailable, connect
 from db.queries import queries
@@ -52,10 +53,10 @@ class _Server(uvicorn.Server):
                 signal.signal(sig, handler)
 
 
-async def make_key(url: str, name: str, role: Role) -> str:
+async def make_key(url: str, name: str, role: Role, warehouses: list[int] | None = None) -> str:
     conn = await connect(url)
     try:
-        key, _ = await create_key(conn, name, role)
+        key, _ = await create_key(conn, name, role, warehouses)
         return key
     finally:
         await conn.close()
@@ -80,6 +81,16 @@ async def local_admin_key(settings: ApiSettings, file: Path) -> tuple[str, bool]
     return key, True
 
 
+def warehouse_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of warehouse ids: {text!r}") from None
+    if any(i < 1 for i in ids):
+        raise argparse.ArgumentTypeError(f"warehouse ids are 1 or more: {text!r}")
+    return ids
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m api", description="The warehouse-tracker HTTP API.")
     sub = p.add_subparsers(dest="command")
@@ -87,6 +98,10 @@ def parser() -> argparse.ArgumentParser:
     create = sub.add_parser("create-key", help="make an API key; printed once, on the last line")
     create.add_argument("--name", required=True, help="who or what uses the key")
     create.add_argument("--role", required=True, choices=[r.value for r in Role])
+    create.add_argument(
+        "--warehouses", type=warehouse_ids, metavar="ID,ID…",
+        help="an operator key's warehouses: its writes touching any other are refused (default: every warehouse)",
+    )  # fmt: skip
     local = sub.add_parser("local-admin-key", help="local development: print (or make) the admin key kept in a file")
     local.add_argument("--file", type=Path, default=Path(".stack/local-admin-key"))
     return p
@@ -104,11 +119,15 @@ def main(argv: list[str] | None = None) -> int:
             print("api: --name must not be empty", file=sys.stderr)
             return 2
         try:
-            key = asyncio.run(make_key(settings.database_url, args.name.strip(), Role(args.role)))
+            key = asyncio.run(make_key(settings.database_url, args.name.strip(), Role(args.role), args.warehouses))
         except DatabaseUnavailable as e:
             print(f"api: {e}", file=sys.stderr)
             return 1
-        print(f"API key {args.name.strip()!r} ({args.role}) made. It is shown only now; keep it:")
+        except (InvalidRequest, UnknownWarehouse) as e:
+            print(f"api: {e}", file=sys.stderr)
+            return 2
+        scope = "" if args.warehouses is None else f", warehouses {','.join(map(str, args.warehouses))}"
+        print(f"API key {args.name.strip()!r} ({args.role}{scope}) made. It is shown only now; keep it:")
         print(key)
         return 0
     if args.command == "local-admin-key":

@@ -17,7 +17,19 @@ from api.limits import BodyLimitMiddleware
 from api.live import LiveFeed
 from api.metrics import MetricsMiddleware, RequestMetrics
 from api.problems import DatabaseUnavailable
-from api.routes import balances, catalog, health, history, keys, live, operations, pages
+from api.routes import (
+    balances,
+    catalog,
+    documents,
+    health,
+    history,
+    keys,
+    ledger,
+    live,
+    operations,
+    pages,
+    reports,
+)
 from api.store import Store
 from common.metrics import serve
 
@@ -109,7 +121,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
     app.state.metrics = RequestMetrics()
     app.state.live = LiveFeed(settings.kafka_bootstrap_servers, settings.kafka_topic, settings.api_live_queue)
     problems.install(app)
-    for module in (balances, operations, catalog, history, live, keys, health, pages):
+    for module in (balances, operations, documents, ledger, reports, catalog, history, live, keys, health, pages):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=pages.STATIC), name="static")
     app.add_middleware(BodyLimitMiddleware)

@@ -8,6 +8,7 @@ import ipaddress
 import math
 import secrets
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Protocol
@@ -17,7 +18,16 @@ import asyncpg
 from fastapi import Depends, Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.problems import ApiError, Forbidden, TooManyFailures, Unauthenticated, answer
+from api.problems import (
+    ApiError,
+    Forbidden,
+    InvalidRequest,
+    OutsideKeyWarehouses,
+    TooManyFailures,
+    Unauthenticated,
+    UnknownWarehouse,
+    answer,
+)
 from common.keys import KEY_PREFIX, KEY_PREFIX_LENGTH
 from db.queries import queries
 
@@ -41,10 +51,23 @@ def key_hash(key: str) -> bytes:
     return hashlib.sha256(key.encode()).digest()
 
 
-async def create_key(conn: asyncpg.Connection, name: str, role: Role) -> tuple[str, asyncpg.Record]:
-    """A new key for `name` with `role`: the key itself (shown once) and its stored row (hash and prefix only)."""
+async def create_key(
+    conn: asyncpg.Connection, name: str, role: Role, warehouses: Sequence[int] | None = None
+) -> tuple[str, asyncpg.Record]:
+    """A new key for `name` with `role` (an operator's limited to `warehouses`, if given): the key itself (shown
+    once) and its stored row (hash and prefix only)."""
+    q = queries("api")
+    if warehouses is not None:
+        if role != Role.operator:
+            raise InvalidRequest(f"only operator keys write stock, so only they are limited to warehouses; not {role}")
+        unknown = await conn.fetchval(q["unknown_warehouses"], list(warehouses))
+        if unknown:
+            raise UnknownWarehouse(f"warehouse {unknown[0]} does not exist")
     key = new_key()
-    row = await conn.fetchrow(queries("api")["create_api_key"], name, role, key_hash(key), key[:KEY_PREFIX_LENGTH])
+    row = await conn.fetchrow(
+        q["create_api_key"], name, role, key_hash(key), key[:KEY_PREFIX_LENGTH],
+        None if warehouses is None else sorted(set(warehouses)),
+    )  # fmt: skip
     assert row is not None
     return key, row
 
@@ -54,6 +77,19 @@ class Caller:
     key_id: int
     name: str
     role: Role
+    warehouses: frozenset[int] | None = None
+    """The warehouses it may write at; None: all."""
+
+    def may_write_at(self, *warehouses: int) -> None:
+        """Refuses (403) a write touching a warehouse outside the key's."""
+        if self.warehouses is None:
+            return
+        outside = sorted(set(warehouses) - self.warehouses)
+        if outside:
+            raise OutsideKeyWarehouses(
+                f"key {self.name!r} writes at warehouse(s) {', '.join(map(str, sorted(self.warehouses)))} only; "
+                f"this write touches {', '.join(map(str, outside))}; nothing was changed"
+            )
 
 
 class KeyLookup(Protocol):
@@ -121,7 +157,8 @@ class KeyCache:
                     del self._unknown[next(iter(self._unknown))]  # the oldest
                 self._unknown[digest] = now + self.ttl
             return None
-        found = Caller(row["id"], row["name"], Role(row["role"]))
+        scope = None if row["warehouses"] is None else frozenset(row["warehouses"])
+        found = Caller(row["id"], row["name"], Role(row["role"]), scope)
         if self.ttl > 0 and revocations == self._revocations:
             self._callers[digest] = (now + self.ttl, found)
         return found

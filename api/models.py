@@ -1,6 +1,6 @@
 """What the API takes and gives: request and response bodies."""
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 from uuid import UUID
@@ -146,7 +146,152 @@ class TransferOut(BaseModel):
     destination: BalanceAfterWrite
 
 
+class Operation(BaseModel):
+    """One row of the ledger: a movement, never changed once written."""
+
+    operation_id: int
+    operation_type: Literal["receipt", "shipment", "transfer_in", "transfer_out", "adjustment"]
+    product_id: int
+    warehouse_id: int
+    change: int
+    """The signed change of the balance: +15 for a receipt of 15, -6 for a shipment of 6."""
+    transfer_id: UUID | None
+    """Both legs of a transfer carry it."""
+    document_id: int | None
+    """The document (POST /documents) the operation is a line of."""
+    actor: str | None
+    """Who made it: the API key's name, an SQL writer's `warehouse.actor` setting, else its database role; null
+    for operations recorded before actors were."""
+    api_key_id: int | None
+    """The API key that made it, if one did."""
+    created_at: datetime
+
+
+class Transfer(BaseModel):
+    transfer_id: UUID
+    product_id: int
+    quantity: int
+    from_warehouse_id: int
+    to_warehouse_id: int
+    created_at: datetime
+    actor: str | None
+    legs: list[Operation]
+    """transfer_out at the source, transfer_in at the destination."""
+
+
+MAX_LINES = 10_000  # of a document or an inventory count: applied in one statement
+
+
+def _distinct_pairs(pairs: list[tuple[int, int]], what: str) -> None:
+    first: dict[tuple[int, int], int] = {}
+    for i, pair in enumerate(pairs):
+        if pair in first:
+            raise ValueError(
+                f"line {i} {what} product {pair[0]} at warehouse {pair[1]} again (first: line {first[pair]})"
+            )
+        first[pair] = i
+
+
+class CountLine(Input):
+    product_id: Id
+    warehouse_id: Id
+    counted: Annotated[int, Field(strict=True, ge=0, le=MAX_INT, description="How many were counted, 0 or more.")]
+
+
+class InventoryCountIn(Input):
+    counts: Annotated[list[CountLine], Field(min_length=1, max_length=MAX_LINES)]
+    """Each pair once."""
+
+    @field_validator("counts")
+    @classmethod
+    def _each_pair_once(cls, counts: list[CountLine]) -> list[CountLine]:
+        _distinct_pairs([(c.product_id, c.warehouse_id) for c in counts], "counts")
+        return counts
+
+
+class CountedLine(BaseModel):
+    line: int
+    """The line's index in the request's `counts`, from 0."""
+    product_id: int
+    warehouse_id: int
+    counted: int
+    stored: int
+    """What the balance said when counted."""
+    difference: int
+    """counted - stored: the adjustment recorded (0: none)."""
+    operation_id: int | None
+    """The adjustment; null when the count matched."""
+    balance: BalanceAfterWrite
+
+
+class InventoryCountOut(BaseModel):
+    adjusted: int
+    """Lines whose count differed from the balance (each got an adjustment)."""
+    lines: list[CountedLine]
+
+
+class TransferLine(TransferIn):
+    operation_type: Literal["transfer"]
+
+
+DocumentLine = Annotated[OperationIn | TransferLine, Field(discriminator="operation_type")]
+
+
+class DocumentIn(Input):
+    reference: Annotated[Name | None, Field(description="Your own number for it (a delivery note's), if any.")] = None
+    lines: Annotated[list[DocumentLine], Field(min_length=1, max_length=MAX_LINES)]
+    """Receipts, shipments, adjustments (as POST /operations takes them) and transfers (as POST /transfers, with
+    `"operation_type": "transfer"`), applied in this order, all or nothing."""
+
+
+class DocumentOut(BaseModel):
+    document_id: int
+    reference: str | None
+    lines: int
+    operation_ids: list[int]
+    """The operations written, in line order; a transfer's line has two (out, then in)."""
+    created_at: datetime
+    balances: list[BalanceAfterWrite]
+    """Every pair the document touched, as it left it, by product and warehouse."""
+
+
+class MovementTotals(BaseModel):
+    """Units moved in a report's period, for one warehouse, product or day (the others null)."""
+
+    warehouse_id: int | None
+    product_id: int | None
+    day: date | None
+    """UTC."""
+    name: str | None
+    """The warehouse's or product's name."""
+    receipts: int
+    shipments: int
+    """Units shipped (a positive number)."""
+    transfers_in: int
+    transfers_out: int
+    """Units transferred out (a positive number)."""
+    adjustments: int
+    """Signed: found minus lost."""
+    net: int
+    """receipts - shipments + transfers_in - transfers_out + adjustments: what the balances changed by."""
+
+
+class StockOutTimes(BaseModel):
+    """How long a pair spent out of stock and running low in a report's period."""
+
+    product_id: int
+    product_name: str
+    warehouse_id: int
+    warehouse_name: str
+    out_of_stock_seconds: float
+    running_low_seconds: float
+    changes: int
+    """Its status changes in the period."""
+
+
 class ProductIn(Input):
+    id: Id | None = None
+    """Your own id for it (a team bringing its numbering); absent: the next free one."""
     name: Name
     low_stock_threshold: Threshold = 10
 
@@ -171,6 +316,8 @@ class Product(BaseModel):
 
 
 class WarehouseIn(Input):
+    id: Id | None = None
+    """Your own id for it; absent: the next free one."""
     name: Name
 
 
@@ -183,6 +330,15 @@ class Warehouse(BaseModel):
 class ApiKeyIn(Input):
     name: Name
     role: Role
+    warehouses: Annotated[list[Id] | None, Field(min_length=1, max_length=1000)] = None
+    """An operator key's warehouses: its writes touching any other are refused (403). Absent: every warehouse.
+    Reads are not limited (see docs/api.md)."""
+
+    @model_validator(mode="after")
+    def _only_operators_are_limited(self) -> "ApiKeyIn":
+        if self.warehouses is not None and self.role != Role.operator:
+            raise ValueError("only operator keys write stock, so only they are limited to warehouses")
+        return self
 
 
 class ApiKey(BaseModel):
@@ -191,6 +347,8 @@ class ApiKey(BaseModel):
     role: Role
     key_prefix: str
     """The key's first characters, to tell keys apart."""
+    warehouses: list[int] | None
+    """The warehouses it may write at; null: every warehouse."""
     created_at: datetime
     revoked_at: datetime | None
 

@@ -69,12 +69,32 @@ class Forbidden(ApiError):
     status, type, title = 403, "/problems/forbidden", "The key's role does not allow this"
 
 
+class OutsideKeyWarehouses(ApiError):
+    status, type, title = 403, "/problems/outside-key-warehouses", "The key may not write at this warehouse"
+
+
 class UnknownProduct(ApiError):
     status, type, title = 404, "/problems/unknown-product", "Unknown product"
+    missing = 0
+    """The id (when the database named it)."""
 
 
 class UnknownWarehouse(ApiError):
     status, type, title = 404, "/problems/unknown-warehouse", "Unknown warehouse"
+    missing = 0
+    """The id (when the database named it)."""
+
+
+class UnknownOperation(ApiError):
+    status, type, title = 404, "/problems/unknown-operation", "Unknown operation"
+
+
+class UnknownTransfer(ApiError):
+    status, type, title = 404, "/problems/unknown-transfer", "Unknown transfer"
+
+
+class IdTaken(ApiError):
+    status, type, title = 409, "/problems/id-taken", "The id is taken"
 
 
 class UnknownApiKey(ApiError):
@@ -83,6 +103,10 @@ class UnknownApiKey(ApiError):
 
 class InsufficientStock(ApiError):
     status, type, title = 409, "/problems/insufficient-stock", "Insufficient stock"
+    row = 1
+    """The failing operation's place in its statement (a document names its line from it)."""
+    pair = (0, 0)
+    """Its product and warehouse."""
 
 
 class LastAdminKey(ApiError):

@@ -10,7 +10,14 @@ from typing import Any, cast
 import asyncpg
 from pydantic import BaseModel
 
-from api.problems import DatabaseUnavailable, IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse
+from api.auth import Caller
+from api.problems import (
+    DatabaseUnavailable,
+    IdempotencyKeyReused,
+    InsufficientStock,
+    UnknownProduct,
+    UnknownWarehouse,
+)
 from db.errors import connection_lost, lost_because, retry_reason
 from db.queries import queries
 
@@ -38,15 +45,22 @@ async def translated() -> AsyncIterator[None]:
         fields = _fields(getattr(e, "detail", None))
         if sqlstate == "WH001":
             available, requested = int(fields["available"]), int(fields["requested"])
-            raise InsufficientStock(
+            insufficient = InsufficientStock(
                 f"product {fields['product_id']} at warehouse {fields['warehouse_id']} has {available}, "
                 f"the operation requests {requested}; nothing was changed",
                 available=available, requested=requested,
-            ) from e  # fmt: skip
+            )  # fmt: skip
+            insufficient.row = int(fields.get("row", 1))
+            insufficient.pair = (int(fields["product_id"]), int(fields["warehouse_id"]))
+            raise insufficient from e
         if sqlstate == "WH002":
-            raise UnknownProduct(f"product {fields.get('product_id')} does not exist") from e
+            product = UnknownProduct(f"product {fields.get('product_id')} does not exist")
+            product.missing = int(fields.get("product_id", 0))
+            raise product from e
         if sqlstate == "WH003":
-            raise UnknownWarehouse(f"warehouse {fields.get('warehouse_id')} does not exist") from e
+            warehouse = UnknownWarehouse(f"warehouse {fields.get('warehouse_id')} does not exist")
+            warehouse.missing = int(fields.get("warehouse_id", 0))
+            raise warehouse from e
         if sqlstate == "57014":  # statement_timeout
             raise DatabaseUnavailable(
                 "the database did not answer in time (API_STATEMENT_TIMEOUT); try again", headers={"Retry-After": "1"}
@@ -81,6 +95,11 @@ class Store:
         async with translated():
             return await self.pool.fetch(Q[name], *args)
 
+    async def fetch_sql(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """A query composed by the caller from the named ones (a list with optional filters)."""
+        async with translated():
+            return await self.pool.fetch(sql, *args)
+
     async def fetchrow(self, name: str, *args: Any) -> asyncpg.Record | None:
         async with translated():
             return await self.pool.fetchrow(Q[name], *args)
@@ -96,15 +115,18 @@ class Store:
 
     async def write_once(
         self,
-        api_key_id: int,
+        caller: Caller,
         idempotency_key: str | None,
         fingerprint: bytes,
         write: Callable[[asyncpg.Connection], Awaitable[BaseModel]],
     ) -> tuple[dict[str, Any], bool]:
-        """Run `write` in a transaction. With an Idempotency-Key: only the first request with it writes; a retry
-        (even a concurrent one, which waits for the first) gets the first's result, and `True` for "replayed".
-        A write that fails leaves no trace, so its retry runs again. Returns the result as JSON data."""
+        """Run `write` in a transaction, as `caller` (the operations it writes record the key as their actor).
+        With an Idempotency-Key: only the first request with it writes; a retry (even a concurrent one, which
+        waits for the first) gets the first's result, and `True` for "replayed". A write that fails leaves no
+        trace, so its retry runs again. Returns the result as JSON data."""
+        api_key_id = caller.key_id
         async with self.transaction() as conn:
+            await conn.execute(Q["act_as"], caller.name, str(caller.key_id))
             if idempotency_key is None:
                 return (await write(conn)).model_dump(mode="json"), False
             first = None

@@ -38,6 +38,16 @@ CREATE TYPE public.stock_status AS ENUM (
 );
 
 --
+-- Name: acting_api_key(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.acting_api_key() RETURNS bigint
+    LANGUAGE sql STABLE
+    AS $$
+    SELECT nullif(current_setting('warehouse.api_key_id', true), '')::bigint
+$$;
+
+--
 -- Name: adjust_stock(bigint, bigint, bigint); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -103,6 +113,65 @@ END
 $$;
 
 --
+-- Name: count_stock(bigint[], bigint[], bigint[]); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.count_stock(products bigint[], warehouses bigint[], counts bigint[]) RETURNS TABLE(line bigint, product_id bigint, warehouse_id bigint, counted bigint, stored bigint, operation_id bigint)
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    twice record;
+BEGIN
+    IF cardinality(products) IS DISTINCT FROM cardinality(warehouses)
+       OR cardinality(products) IS DISTINCT FROM cardinality(counts) THEN
+        RAISE EXCEPTION 'invalid operation: count_stock takes as many products, warehouses and counts'
+            USING ERRCODE = 'WH004';
+    END IF;
+    IF EXISTS (SELECT 1 FROM unnest(counts) c WHERE c IS NULL OR c < 0) THEN
+        RAISE EXCEPTION 'invalid operation: a counted quantity is 0 or more'
+            USING ERRCODE = 'WH004';
+    END IF;
+    SELECT l.p, l.w INTO twice FROM unnest(products, warehouses) AS l (p, w) GROUP BY l.p, l.w
+    HAVING count(*) > 1 LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'invalid operation: product % at warehouse % is counted twice', twice.p, twice.w
+            USING ERRCODE = 'WH004', DETAIL = format('product_id=%s warehouse_id=%s', twice.p, twice.w);
+    END IF;
+    PERFORM raise_unknown_references(products, warehouses);
+    LOCK TABLE stock_balance IN ROW EXCLUSIVE MODE;  -- see the locking protocol of the stock core
+    -- Pairs never stocked get their (empty) row first, so there is always a row to lock.
+    INSERT INTO stock_balance (product_id, warehouse_id, low_stock_threshold)
+    SELECT l.p, l.w, p.low_stock_threshold
+      FROM unnest(products, warehouses) AS l (p, w) JOIN products p ON p.id = l.p
+     ORDER BY l.p, l.w
+    ON CONFLICT DO NOTHING;
+    RETURN QUERY
+    WITH lines AS (
+        SELECT l.p, l.w, l.c, l.n FROM unnest(products, warehouses, counts) WITH ORDINALITY AS l (p, w, c, n)
+    ),
+    locked AS (
+        SELECT b.product_id AS p, b.warehouse_id AS w, b.quantity
+          FROM stock_balance b JOIN lines l ON (b.product_id, b.warehouse_id) = (l.p, l.w)
+         ORDER BY b.product_id, b.warehouse_id
+           FOR UPDATE OF b
+    ),
+    adjusted AS (
+        INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, api_key_id)
+        SELECT k.p, k.w, l.c - k.quantity, 'adjustment', acting_api_key()
+          FROM locked k JOIN lines l USING (p, w)
+         WHERE l.c <> k.quantity
+         ORDER BY k.p, k.w
+        RETURNING warehouse_operations.id, warehouse_operations.product_id AS p, warehouse_operations.warehouse_id AS w
+    )
+    SELECT l.n, l.p, l.w, l.c, k.quantity, a.id
+      FROM lines l
+      JOIN locked k USING (p, w)
+      LEFT JOIN adjusted a USING (p, w)
+     ORDER BY l.n;
+END
+$$;
+
+--
 -- Name: default_operation_type(); Type: FUNCTION; Schema: public; Owner: -
 --
 
@@ -123,6 +192,25 @@ CREATE FUNCTION public.event_time(at timestamp with time zone, utc_suffix text) 
     LANGUAGE sql IMMUTABLE PARALLEL SAFE
     AS $$
     SELECT replace(to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US'), '.000000', '') || utc_suffix
+$$;
+
+--
+-- Name: keep_identity_ahead(); Type: FUNCTION; Schema: public; Owner: -
+--
+
+CREATE FUNCTION public.keep_identity_ahead() RETURNS trigger
+    LANGUAGE plpgsql
+    AS $$
+DECLARE
+    sequence regclass := pg_get_serial_sequence(TG_TABLE_SCHEMA || '.' || TG_TABLE_NAME, 'id')::regclass;
+    highest bigint;
+BEGIN
+    SELECT max(id) INTO highest FROM new_rows;
+    IF highest > coalesce(pg_sequence_last_value(sequence), 0) THEN
+        PERFORM setval(sequence, highest);
+    END IF;
+    RETURN NULL;
+END
 $$;
 
 --
@@ -180,8 +268,8 @@ BEGIN
     RAISE EXCEPTION 'insufficient stock: product % at warehouse % has %, the % in row % of the statement requests %',
         product_id, warehouse_id, available, operation_type, row_number, requested
         USING ERRCODE = 'WH001',
-              DETAIL = format('product_id=%s warehouse_id=%s available=%s requested=%s',
-                              product_id, warehouse_id, available, requested),
+              DETAIL = format('product_id=%s warehouse_id=%s available=%s requested=%s row=%s',
+                              product_id, warehouse_id, available, requested, row_number),
               HINT = 'nothing of the statement was applied';
 END
 $$;
@@ -393,8 +481,8 @@ BEGIN
                                      (to_warehouse, amount, 'transfer_in'::operation_type))
                              AS l (warehouse, quantity, kind)
                 ORDER BY warehouse LOOP
-        INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id)
-        VALUES (product, leg.warehouse, leg.quantity, leg.kind, transfer);
+        INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id, api_key_id)
+        VALUES (product, leg.warehouse, leg.quantity, leg.kind, transfer, acting_api_key());
     END LOOP;
     RETURN transfer;
 END
@@ -556,6 +644,8 @@ CREATE TABLE public.api_keys (
     key_prefix text NOT NULL,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
     revoked_at timestamp with time zone,
+    warehouses bigint[],
+    CONSTRAINT api_keys_check CHECK (((warehouses IS NULL) OR ((cardinality(warehouses) > 0) AND (role = 'operator'::public.api_role)))),
     CONSTRAINT api_keys_key_hash_check CHECK ((length(key_hash) = 32)),
     CONSTRAINT api_keys_name_check CHECK ((name <> ''::text))
 );
@@ -566,6 +656,34 @@ CREATE TABLE public.api_keys (
 
 ALTER TABLE public.api_keys ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
     SEQUENCE NAME public.api_keys_id_seq
+    START WITH 1
+    INCREMENT BY 1
+    NO MINVALUE
+    NO MAXVALUE
+    CACHE 1
+);
+
+--
+-- Name: documents; Type: TABLE; Schema: public; Owner: -
+--
+
+CREATE TABLE public.documents (
+    id bigint NOT NULL,
+    reference text,
+    actor text NOT NULL,
+    api_key_id bigint,
+    lines integer NOT NULL,
+    created_at timestamp with time zone DEFAULT now() NOT NULL,
+    CONSTRAINT documents_lines_check CHECK ((lines > 0)),
+    CONSTRAINT documents_reference_check CHECK ((reference <> ''::text))
+);
+
+--
+-- Name: documents_id_seq; Type: SEQUENCE; Schema: public; Owner: -
+--
+
+ALTER TABLE public.documents ALTER COLUMN id ADD GENERATED ALWAYS AS IDENTITY (
+    SEQUENCE NAME public.documents_id_seq
     START WITH 1
     INCREMENT BY 1
     NO MINVALUE
@@ -797,6 +915,9 @@ CREATE TABLE public.warehouse_operations (
     operation_type public.operation_type NOT NULL,
     transfer_id uuid,
     created_at timestamp with time zone DEFAULT now() NOT NULL,
+    actor text DEFAULT COALESCE(NULLIF(current_setting('warehouse.actor'::text, true), ''::text), (CURRENT_USER)::text),
+    api_key_id bigint,
+    document_id bigint,
     CONSTRAINT quantity_sign_matches_type CHECK (
 CASE operation_type
     WHEN 'receipt'::public.operation_type THEN (quantity > 0)
@@ -858,6 +979,13 @@ ALTER TABLE ONLY public.api_keys
 
 ALTER TABLE ONLY public.api_keys
     ADD CONSTRAINT api_keys_pkey PRIMARY KEY (id);
+
+--
+-- Name: documents documents_pkey; Type: CONSTRAINT; Schema: public; Owner: -
+--
+
+ALTER TABLE ONLY public.documents
+    ADD CONSTRAINT documents_pkey PRIMARY KEY (id);
 
 --
 -- Name: idempotent_requests idempotent_requests_pkey; Type: CONSTRAINT; Schema: public; Owner: -
@@ -973,6 +1101,30 @@ CREATE INDEX status_change_log_warehouse ON public.status_change_log USING btree
 CREATE INDEX stock_balance_warehouse ON public.stock_balance USING btree (warehouse_id, product_id);
 
 --
+-- Name: warehouse_operations_api_key; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX warehouse_operations_api_key ON public.warehouse_operations USING btree (api_key_id, created_at, id) WHERE (api_key_id IS NOT NULL);
+
+--
+-- Name: warehouse_operations_created; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX warehouse_operations_created ON public.warehouse_operations USING btree (created_at, id);
+
+--
+-- Name: warehouse_operations_document; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX warehouse_operations_document ON public.warehouse_operations USING btree (document_id, id) WHERE (document_id IS NOT NULL);
+
+--
+-- Name: warehouse_operations_transfer; Type: INDEX; Schema: public; Owner: -
+--
+
+CREATE INDEX warehouse_operations_transfer ON public.warehouse_operations USING btree (transfer_id) WHERE (transfer_id IS NOT NULL);
+
+--
 -- Name: status_change_outbox count_removed_changes; Type: TRIGGER; Schema: public; Owner: -
 --
 
@@ -983,6 +1135,18 @@ CREATE TRIGGER count_removed_changes AFTER DELETE ON public.status_change_outbox
 --
 
 CREATE TRIGGER default_operation_type BEFORE INSERT ON public.warehouse_operations FOR EACH ROW WHEN ((new.operation_type IS NULL)) EXECUTE FUNCTION public.default_operation_type();
+
+--
+-- Name: products keep_identity_ahead; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER keep_identity_ahead AFTER INSERT ON public.products REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.keep_identity_ahead();
+
+--
+-- Name: warehouses keep_identity_ahead; Type: TRIGGER; Schema: public; Owner: -
+--
+
+CREATE TRIGGER keep_identity_ahead AFTER INSERT ON public.warehouses REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION public.keep_identity_ahead();
 
 --
 -- Name: status_change_outbox notify_status_change; Type: TRIGGER; Schema: public; Owner: -

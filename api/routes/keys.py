@@ -4,18 +4,19 @@ from fastapi import APIRouter, Request, Response
 
 from api.auth import ADMIN, create_key
 from api.models import ApiKey, ApiKeyIn, NewApiKey
-from api.problems import LastAdminKey, UnknownApiKey, responses
+from api.problems import LastAdminKey, UnknownApiKey, UnknownWarehouse, responses
 from api.routes.common import PathId, store
 from api.store import Q
 
 router = APIRouter(tags=["api keys"], dependencies=[ADMIN])
 
 
-@router.post("/api-keys", status_code=201, responses=responses())
+@router.post("/api-keys", status_code=201, responses=responses(UnknownWarehouse))
 async def create_api_key(request: Request, body: ApiKeyIn) -> NewApiKey:
-    """A new key with a role. The key is in this response only: store it now."""
+    """A new key with a role (an operator's optionally limited to some warehouses). The key is in this response
+    only: store it now."""
     async with store(request).transaction() as conn:
-        key, row = await create_key(conn, body.name, body.role)
+        key, row = await create_key(conn, body.name, body.role, body.warehouses)
     return NewApiKey(**row, key=key)
 
 

@@ -8,7 +8,14 @@ from fastapi import APIRouter, Header, Request, Response
 
 from api.auth import OPERATOR, caller
 from api.models import BalanceAfterWrite, OperationIn, OperationOut, TransferIn, TransferOut
-from api.problems import IdempotencyKeyReused, InsufficientStock, UnknownProduct, UnknownWarehouse, responses
+from api.problems import (
+    IdempotencyKeyReused,
+    InsufficientStock,
+    OutsideKeyWarehouses,
+    UnknownProduct,
+    UnknownWarehouse,
+    responses,
+)
 from api.routes.common import store
 from api.store import Q, request_hash
 
@@ -20,7 +27,9 @@ IdempotencyKey = Annotated[
         description="Any unique string (a UUID): a retry with the same key gets the first result and writes nothing.",
     ),
 ]  # fmt: skip
-WRITE_ERRORS = responses(UnknownProduct, UnknownWarehouse, InsufficientStock, IdempotencyKeyReused)
+WRITE_ERRORS = responses(
+    UnknownProduct, UnknownWarehouse, InsufficientStock, IdempotencyKeyReused, OutsideKeyWarehouses
+)
 REPLAYED = {
     "Idempotent-Replayed": {
         "description": "`true` when this is the stored result of an earlier request with the same Idempotency-Key.",
@@ -66,8 +75,10 @@ async def record_operation(
             balance=await balance_after(conn, body.product_id, body.warehouse_id),
         )  # fmt: skip
 
+    by = caller(request)
+    by.may_write_at(body.warehouse_id)
     fingerprint = request_hash("POST /operations", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(caller(request).key_id, idempotency_key, fingerprint, write)
+    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
     replayed(response, was_replayed)
     return OperationOut.model_validate(result)
 
@@ -97,7 +108,9 @@ async def transfer(
             destination=await balance_after(conn, body.product_id, body.to_warehouse_id),
         )  # fmt: skip
 
+    by = caller(request)
+    by.may_write_at(body.from_warehouse_id, body.to_warehouse_id)
     fingerprint = request_hash("POST /transfers", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(caller(request).key_id, idempotency_key, fingerprint, write)
+    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
     replayed(response, was_replayed)
     return TransferOut.model_validate(result)

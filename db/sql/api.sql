@@ -49,8 +49,8 @@ SELECT status_change_count();
 
 -- name: record_operation
 -- $1 product, $2 warehouse, $3 signed quantity, $4 type. The triggers apply it to the balance.
-INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type)
-VALUES ($1, $2, $3, $4)
+INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, api_key_id)
+VALUES ($1, $2, $3, $4, acting_api_key())
 RETURNING id, created_at;
 
 -- name: transfer
@@ -61,6 +61,37 @@ SELECT transfer_stock($1, $2, $3, $4) AS transfer_id;
 SELECT product_id, warehouse_id, quantity, status, previous_status, updated_at
   FROM stock_balance
  WHERE product_id = $1 AND warehouse_id = $2;
+
+-- name: act_as
+-- For the rest of the transaction, the operations it writes record this key as their actor ($1 name, $2 id).
+SELECT set_config('warehouse.actor', $1, true), set_config('warehouse.api_key_id', $2, true);
+
+-- name: balances_after_write
+-- Inside the writing transaction: the balances of the pairs ($1 products, $2 warehouses) as it left them.
+SELECT b.product_id, b.warehouse_id, b.quantity, b.status, b.previous_status, b.updated_at
+  FROM unnest($1::bigint[], $2::bigint[]) AS k (product_id, warehouse_id)
+  JOIN stock_balance b USING (product_id, warehouse_id)
+ ORDER BY b.product_id, b.warehouse_id;
+
+-- name: create_document
+-- $1 reference or NULL, $2 lines; its actor is the transaction's (act_as)
+INSERT INTO documents (reference, lines, actor, api_key_id)
+VALUES ($1, $2, current_setting('warehouse.actor'), acting_api_key())
+RETURNING id, created_at;
+
+-- name: document_lines
+-- A document's operations, in line order, as one statement (the triggers' set-based path: all or nothing). The
+-- ids come back in no particular order; sorted, they are in line order (drawn as the rows are inserted).
+INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type, transfer_id, document_id,
+                                  api_key_id)
+SELECT l.p, l.w, l.q, l.t, l.x, $6, acting_api_key()
+  FROM unnest($1::bigint[], $2::bigint[], $3::integer[], $4::operation_type[], $5::uuid[])
+       WITH ORDINALITY AS l (p, w, q, t, x, n)
+ ORDER BY l.n
+RETURNING id;
+
+-- name: count_stock
+SELECT line, product_id, warehouse_id, counted, stored, operation_id FROM count_stock($1, $2, $3);
 
 -- name: claim_idempotency_key
 -- Waits for a concurrent claim of the same key; returns a row only if this transaction made the claim.
@@ -87,15 +118,18 @@ WITH forgotten AS (
 SELECT count(*) FROM forgotten;
 
 -- name: create_product
-INSERT INTO products (name, low_stock_threshold) VALUES ($1, $2)
+-- $1 id or NULL (the next free one)
+INSERT INTO products (id, name, low_stock_threshold) VALUES (coalesce($1, nextval(pg_get_serial_sequence('products', 'id'))), $2, $3)
 RETURNING id, name, low_stock_threshold, created_at;
 
 -- name: product
 SELECT id, name, low_stock_threshold, created_at FROM products WHERE id = $1;
 
 -- name: products
--- $1 after id, $2 rows
-SELECT id, name, low_stock_threshold, created_at FROM products WHERE id > $1 ORDER BY id LIMIT $2;
+-- $1 after id, $2 rows, $3 a LIKE pattern for the name (case ignored) or NULL
+SELECT id, name, low_stock_threshold, created_at FROM products
+ WHERE id > $1 AND ($3::text IS NULL OR name ILIKE $3)
+ ORDER BY id LIMIT $2;
 
 -- name: update_product
 -- $2 name or NULL, $3 threshold or NULL (NULL: unchanged). A new threshold re-evaluates the product's statuses
@@ -106,7 +140,9 @@ UPDATE products
 RETURNING id, name, low_stock_threshold, created_at;
 
 -- name: create_warehouse
-INSERT INTO warehouses (name) VALUES ($1) RETURNING id, name, created_at;
+-- $1 id or NULL (the next free one)
+INSERT INTO warehouses (id, name) VALUES (coalesce($1, nextval(pg_get_serial_sequence('warehouses', 'id'))), $2)
+RETURNING id, name, created_at;
 
 -- name: warehouse
 SELECT id, name, created_at FROM warehouses WHERE id = $1;
@@ -116,25 +152,31 @@ SELECT id, name, created_at FROM warehouses WHERE id = $1;
 SELECT id, name, created_at FROM warehouses WHERE id > $1 ORDER BY id LIMIT $2;
 
 -- name: create_api_key
-INSERT INTO api_keys (name, role, key_hash, key_prefix) VALUES ($1, $2, $3, $4)
-RETURNING id, name, role, key_prefix, created_at, revoked_at;
+-- $5 the warehouses it may write at, or NULL: all
+INSERT INTO api_keys (name, role, key_hash, key_prefix, warehouses) VALUES ($1, $2, $3, $4, $5)
+RETURNING id, name, role, key_prefix, warehouses, created_at, revoked_at;
+
+-- name: unknown_warehouses
+-- Of the ids $1, those no warehouse has.
+SELECT array_agg(k.id ORDER BY k.id) FROM unnest($1::bigint[]) AS k (id)
+ WHERE NOT EXISTS (SELECT 1 FROM warehouses w WHERE w.id = k.id);
 
 -- name: api_key_by_hash
-SELECT id, name, role FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL;
+SELECT id, name, role, warehouses FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL;
 
 -- name: active_api_keys
 -- Of the keys $1 (ids), those still active.
 SELECT id FROM api_keys WHERE id = ANY($1::bigint[]) AND revoked_at IS NULL;
 
 -- name: api_keys
-SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys ORDER BY id;
+SELECT id, name, role, key_prefix, warehouses, created_at, revoked_at FROM api_keys ORDER BY id;
 
 -- name: lock_api_keys
 -- Revocations one at a time, so two admins revoking each other cannot leave no admin.
 LOCK TABLE api_keys IN SHARE ROW EXCLUSIVE MODE;
 
 -- name: api_key
-SELECT id, name, role, key_prefix, created_at, revoked_at FROM api_keys WHERE id = $1;
+SELECT id, name, role, key_prefix, warehouses, created_at, revoked_at FROM api_keys WHERE id = $1;
 
 -- name: active_admin_keys
 SELECT count(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL;
@@ -190,3 +232,105 @@ SELECT m AS minute, count(l.event_id) AS changes
   LEFT JOIN status_change_log l ON l.occurred_at >= m AND l.occurred_at < m + interval '1 minute'
  GROUP BY m
  ORDER BY m;
+
+-- The ledger: GET /operations. $1, $2: after (created_at, id) of the previous page's last row; $3 rows; the
+-- route puts its filters' conditions (on $4…) where the comment is. Each filter has an index in this order.
+
+-- name: operations
+SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_id, o.quantity AS change,
+       o.transfer_id, o.document_id, o.actor, o.api_key_id, o.created_at
+  FROM warehouse_operations o
+ WHERE (o.created_at, o.id) < ($1, $2) /* filters */
+ ORDER BY o.created_at DESC, o.id DESC
+ LIMIT $3;
+
+-- name: operation
+SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_id, o.quantity AS change,
+       o.transfer_id, o.document_id, o.actor, o.api_key_id, o.created_at
+  FROM warehouse_operations o
+ WHERE o.id = $1;
+
+-- name: transfer_legs
+SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_id, o.quantity AS change,
+       o.transfer_id, o.document_id, o.actor, o.api_key_id, o.created_at
+  FROM warehouse_operations o
+ WHERE o.transfer_id = $1
+ ORDER BY o.id;
+
+-- Reports. $1, $2: the period [since, until); $3 product or NULL, $4 warehouse or NULL. Movements: units per kind
+-- in the period (shipments and transfers out as positive units), from the ledger (its created_at index).
+
+-- name: movements_by_warehouse
+SELECT o.warehouse_id, NULL::bigint AS product_id, NULL::date AS day, w.name,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
+       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
+       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
+       sum(o.quantity) AS net
+  FROM warehouse_operations o
+  JOIN warehouses w ON w.id = o.warehouse_id
+ WHERE o.created_at >= $1 AND o.created_at < $2
+   AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
+ GROUP BY o.warehouse_id, w.name
+ ORDER BY o.warehouse_id;
+
+-- name: movements_by_product
+SELECT NULL::bigint AS warehouse_id, o.product_id, NULL::date AS day, p.name,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
+       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
+       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
+       sum(o.quantity) AS net
+  FROM warehouse_operations o
+  JOIN products p ON p.id = o.product_id
+ WHERE o.created_at >= $1 AND o.created_at < $2
+   AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
+ GROUP BY o.product_id, p.name
+ ORDER BY o.product_id;
+
+-- name: movements_by_day
+SELECT NULL::bigint AS warehouse_id, NULL::bigint AS product_id, (o.created_at AT TIME ZONE 'UTC')::date AS day,
+       NULL::text AS name,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
+       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
+       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
+       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
+       sum(o.quantity) AS net
+  FROM warehouse_operations o
+ WHERE o.created_at >= $1 AND o.created_at < $2
+   AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
+ GROUP BY 3
+ ORDER BY 3;
+
+-- name: stock_outs
+-- Each pair's stored status changes up to $2, in the order they happened; each holds its new status until the
+-- next (or now); those spans, cut to [$1, $2), summed per status. $5 pairs, longest out of stock first.
+WITH changes AS (
+    SELECT l.product_id, l.warehouse_id, l.occurred_at, l.new_status,
+           lead(l.occurred_at) OVER (PARTITION BY l.product_id, l.warehouse_id
+                                     ORDER BY l.occurred_at, l.seq NULLS FIRST, l.kafka_partition, l.kafka_offset)
+               AS next_at
+      FROM status_change_log l
+     WHERE l.occurred_at < $2
+       AND ($3::bigint IS NULL OR l.product_id = $3) AND ($4::bigint IS NULL OR l.warehouse_id = $4)
+),
+spans AS (
+    SELECT product_id, warehouse_id, new_status, occurred_at >= $1 AS in_period,
+           extract(epoch FROM least(coalesce(next_at, $2), $2, now()) - greatest(occurred_at, $1))::float8 AS seconds
+      FROM changes
+     WHERE least(coalesce(next_at, $2), $2, now()) > $1
+)
+SELECT s.product_id, p.name AS product_name, s.warehouse_id, w.name AS warehouse_name,
+       coalesce(sum(s.seconds) FILTER (WHERE s.new_status = 'out_of_stock'), 0) AS out_of_stock_seconds,
+       coalesce(sum(s.seconds) FILTER (WHERE s.new_status = 'running_low'), 0) AS running_low_seconds,
+       count(*) FILTER (WHERE s.in_period) AS changes
+  FROM spans s
+  JOIN products p ON p.id = s.product_id
+  JOIN warehouses w ON w.id = s.warehouse_id
+ GROUP BY s.product_id, p.name, s.warehouse_id, w.name
+HAVING sum(s.seconds) FILTER (WHERE s.new_status <> 'available') > 0
+ ORDER BY out_of_stock_seconds DESC, running_low_seconds DESC, s.product_id, s.warehouse_id
+ LIMIT $5;

@@ -14,7 +14,7 @@ from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from api.auth import Role
 from tests.api_harness import Api, serve
@@ -81,7 +81,7 @@ async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
     await asyncio.to_thread(text_becomes, browser, "total-running_low", "1")
     await asyncio.to_thread(text_becomes, browser, "connection", "live")
     rows = await asyncio.to_thread(browser.find_elements, By.CSS_SELECTOR, "#attention tbody tr")
-    assert [r.text.split()[:4] for r in rows] == [["1", "1", "3", "running"]]
+    assert [r.text.split()[:4] for r in rows] == [["bolt", "North", "3", "running"]]
     assert "key=" not in browser.current_url, "the key is taken out of the address bar"
 
     body = {"operation_type": "receipt", "product_id": 2, "warehouse_id": 1, "quantity": 50}
@@ -98,7 +98,7 @@ async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
         await asyncio.to_thread(feed_shows_product_2)
         shown_after = time.monotonic() - committed
         item = await asyncio.to_thread(browser.find_element, By.CSS_SELECTOR, '#feed li[data-product="2"]')
-        assert "product 2 (warehouse 1): out of stock → available" in item.text
+        assert "nut (North): out of stock → available" in item.text
         await asyncio.to_thread(text_becomes, browser, "counter", "2")
         await asyncio.to_thread(text_becomes, browser, "total-available", "1")
         bars = await asyncio.to_thread(
@@ -111,6 +111,84 @@ async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
     assert shown_after < 2, f"the change appeared {shown_after:.2f} s after its commit"
     logs = await asyncio.to_thread(browser.get_log, "browser")
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs  # e.g. a Content-Security-Policy refusal
+
+
+def rows_of(browser: webdriver.Chrome, table: str, at_least: int = 1, timeout: float = 10) -> list[str]:
+    """The rows' text of a table, once it has at least `at_least`."""
+    selector = f"#{table} tbody tr"
+    WebDriverWait(browser, timeout, poll_frequency=0.05).until(
+        lambda b: len(b.find_elements(By.CSS_SELECTOR, selector)) >= at_least,
+        f"#{table} has fewer than {at_least} rows",
+    )
+    return [r.text for r in browser.find_elements(By.CSS_SELECTOR, selector)]
+
+
+async def test_names_a_warehouse_a_product_search_one_pair_and_the_reports(
+    dashboard_api: Api, browser: webdriver.Chrome, db: asyncpg.Connection
+) -> None:
+    api = dashboard_api
+    await db.execute("INSERT INTO warehouses (name) VALUES ('South')")
+    body = {"operation_type": "receipt", "product_id": 2, "warehouse_id": 2, "quantity": 20}
+    assert (await api.post("/operations", body, role=Role.operator)).status_code == 201
+    body = {"product_id": 1, "from_warehouse_id": 1, "to_warehouse_id": 2, "quantity": 2}
+    assert (await api.post("/transfers", body, role=Role.operator)).status_code == 201
+
+    await asyncio.to_thread(browser.get, f"{api.url}/dashboard#key={api.keys[Role.viewer]}")
+    await asyncio.to_thread(text_becomes, browser, "connection", "live")
+    try:
+        rows = await asyncio.to_thread(rows_of, browser, "attention", 2)
+        assert sorted(r.split()[:3] for r in rows) == [["bolt", "North", "1"], ["bolt", "South", "2"]]
+
+        def choose_south() -> None:
+            Select(browser.find_element(By.ID, "warehouse")).select_by_visible_text("South")
+            WebDriverWait(browser, 10, poll_frequency=0.05).until(
+                lambda b: (
+                    [r.text.split()[:2] for r in b.find_elements(By.CSS_SELECTOR, "#attention tbody tr")]
+                    == [["bolt", "South"]]
+                ),
+                "the warehouse selector did not narrow the list to South",
+            )
+            Select(browser.find_element(By.ID, "warehouse")).select_by_visible_text("all warehouses")
+
+        await asyncio.to_thread(choose_south)
+
+        def find_bolt() -> list[str]:
+            browser.find_element(By.ID, "product-search").send_keys("BOL")
+            browser.find_element(By.CSS_SELECTOR, "#search button").click()
+            return rows_of(browser, "product-results", 2)
+
+        found = await asyncio.to_thread(find_bolt)
+        assert sorted(r.split()[:3] for r in found) == [["bolt", "North", "1"], ["bolt", "South", "2"]]
+
+        def open_north() -> None:
+            browser.find_element(By.CSS_SELECTOR, '#product-results tr[data-warehouse="1"]').click()
+            text_becomes(browser, "pair-title", "bolt at North")
+
+        await asyncio.to_thread(open_north)
+        assert (await asyncio.to_thread(browser.find_element, By.ID, "pair-balance")).text == "1 — running low"
+        movements = await asyncio.to_thread(rows_of, browser, "pair-movements", 2)
+        assert movements[0].endswith("transfer out -2 test-operator") and "receipt +3" in movements[1]
+        history = await asyncio.to_thread(rows_of, browser, "pair-history", 20)
+        assert all("available → running low" in h for h in history)
+        await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "dashboard-pair.png"))
+
+        def open_reports() -> tuple[list[str], list[str], str, list[str]]:
+            browser.find_element(By.CSS_SELECTOR, 'nav button[data-view="reports"]').click()
+            movements = rows_of(browser, "report-movements", 2)
+            outs = rows_of(browser, "report-stock-outs", 1)
+            total = browser.find_element(By.CSS_SELECTOR, "#report-movements tfoot tr").text
+            labels = browser.execute_script("return Chart.getChart('stock-outs-chart').data.labels")
+            return movements, outs, total, labels
+
+        movements, outs, total, labels = await asyncio.to_thread(open_reports)
+        assert movements == ["North 3 0 0 2 0 1", "South 20 0 2 0 0 22"]
+        assert total == "total 23 0 2 2 0 23"
+        assert outs[0].startswith("bolt North") and labels[0] == "bolt at North"
+    finally:
+        ARTIFACTS.mkdir(exist_ok=True)
+        await asyncio.to_thread(browser.save_screenshot, str(ARTIFACTS / "dashboard-reports.png"))
+    logs = await asyncio.to_thread(browser.get_log, "browser")
+    assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs
 
 
 async def api_count(api: Api) -> int:

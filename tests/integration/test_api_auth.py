@@ -29,8 +29,15 @@ NEEDS = {
     ("GET", "/products/{product_id}"): Role.viewer,
     ("GET", "/warehouses"): Role.viewer,
     ("GET", "/warehouses/{warehouse_id}"): Role.viewer,
+    ("GET", "/operations"): Role.viewer,
+    ("GET", "/operations/{operation_id}"): Role.viewer,
+    ("GET", "/transfers/{transfer_id}"): Role.viewer,
+    ("GET", "/reports/movements"): Role.viewer,
+    ("GET", "/reports/stock-outs"): Role.viewer,
     ("POST", "/operations"): Role.operator,
     ("POST", "/transfers"): Role.operator,
+    ("POST", "/documents"): Role.operator,
+    ("POST", "/inventory-counts"): Role.operator,
     ("POST", "/products"): Role.admin,
     ("PATCH", "/products/{product_id}"): Role.admin,
     ("POST", "/warehouses"): Role.admin,
@@ -41,6 +48,8 @@ NEEDS = {
 BODIES = {
     "/operations": {"operation_type": "receipt", "product_id": 1, "warehouse_id": 1, "quantity": 1},
     "/transfers": {"product_id": 1, "from_warehouse_id": 1, "to_warehouse_id": 2, "quantity": 1},
+    "/documents": {"lines": [{"operation_type": "receipt", "product_id": 1, "warehouse_id": 1, "quantity": 1}]},
+    "/inventory-counts": {"counts": [{"product_id": 1, "warehouse_id": 1, "counted": 50}]},
     "/products": {"name": "p"},
     "/products/{product_id}": {"name": "renamed"},
     "/warehouses": {"name": "w"},
@@ -59,14 +68,16 @@ def test_every_route_of_the_app_is_in_the_matrix() -> None:
     assert api_routes() == set(NEEDS) | PUBLIC
 
 
-async def seed(db: asyncpg.Connection) -> int:
-    """A product, two warehouses, and a spare key for DELETE to revoke; its id."""
+async def seed(db: asyncpg.Connection) -> tuple[str, int]:
+    """A product, two warehouses, a receipt, a transfer, and a spare key for DELETE to revoke: its id, and the
+    transfer's."""
     await db.execute(
         "INSERT INTO products (name) VALUES ('p1'); INSERT INTO warehouses (name) VALUES ('w1'), ('w2');"
         "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity, operation_type)"
         " VALUES (1, 1, 100, 'receipt')"
     )
-    return int(
+    transfer = str(await db.fetchval("SELECT transfer_stock(1, 1, 2, 1)"))
+    return transfer, int(
         await db.fetchval(
             "INSERT INTO api_keys (name, role, key_hash, key_prefix) "
             "VALUES ('spare', 'viewer', sha256('spare'::bytea), 'wt_spare') RETURNING id"
@@ -75,9 +86,9 @@ async def seed(db: asyncpg.Connection) -> int:
 
 
 async def test_each_role_on_each_route_gets_through_or_403(api: Api, db: asyncpg.Connection) -> None:
-    spare = await seed(db)
+    transfer, spare = await seed(db)
     for (method, template), needed in sorted(NEEDS.items()):
-        path = template.format(product_id=1, warehouse_id=1, key_id=spare)
+        path = template.format(product_id=1, warehouse_id=1, key_id=spare, operation_id=1, transfer_id=transfer)
         for role in Role:
             if path == "/status-changes/stream":
                 continue  # every key may read it (no role check to test); test_api_live reads it with a viewer key
@@ -102,9 +113,9 @@ async def test_a_role_too_low_is_told_403_before_anything_about_its_input(api: A
 
 
 async def test_without_a_valid_key_every_route_but_health_and_docs_is_401(api: Api, db: asyncpg.Connection) -> None:
-    spare = await seed(db)
+    transfer, spare = await seed(db)
     for method, template in sorted(NEEDS):
-        path = template.format(product_id=1, warehouse_id=1, key_id=spare)
+        path = template.format(product_id=1, warehouse_id=1, key_id=spare, operation_id=1, transfer_id=transfer)
         for headers in ({}, {"Authorization": "Bearer wt_wrong"}, {"Authorization": "Basic dTpw"},
                         {"Authorization": "Bearer"}, {"Authorization": "Bearer wt_" + "x" * 300}):  # fmt: skip
             r = await api.client.request(method, path, json=BODIES.get(template), headers=headers)
@@ -156,6 +167,72 @@ async def test_create_key_prints_the_key_alone_on_its_last_line(api: Api, databa
 
     code, _, err = await run_api_cli(database_url, "create-key", "--name", "x", "--role", "root")
     assert code == 2 and "invalid choice" in err
+
+
+async def test_a_key_limited_to_warehouses_writes_only_there_and_reads_everywhere(
+    api: Api, db: asyncpg.Connection, database_url: str
+) -> None:
+    await db.execute(
+        "INSERT INTO products (name) VALUES ('p1'); INSERT INTO warehouses (name) VALUES ('w1'), ('w2'), ('w3');"
+        "INSERT INTO warehouse_operations (product_id, warehouse_id, quantity)"
+        " VALUES (1, 1, 50), (1, 2, 50), (1, 3, 50)"
+    )
+    code, out, err = await run_api_cli(
+        database_url, "create-key", "--name", "store 1 and 3", "--role", "operator", "--warehouses", "1,3"
+    )
+    assert code == 0, err
+    assert "warehouses 1,3" in out
+    store_key = {"Authorization": f"Bearer {out.splitlines()[-1]}"}
+
+    def receipt(warehouse: int) -> dict[str, object]:
+        return {"operation_type": "receipt", "product_id": 1, "warehouse_id": warehouse, "quantity": 1}
+
+    def transfer(source: int, destination: int) -> dict[str, object]:
+        return {"product_id": 1, "from_warehouse_id": source, "to_warehouse_id": destination, "quantity": 1}
+
+    def document(*warehouses: int) -> dict[str, object]:
+        return {"lines": [receipt(w) for w in warehouses]}
+
+    def count(*warehouses: int) -> dict[str, object]:
+        return {"counts": [{"product_id": 1, "warehouse_id": w, "counted": 60} for w in warehouses]}
+
+    matrix = [
+        ("/operations", receipt(1), 201), ("/operations", receipt(3), 201), ("/operations", receipt(2), 403),
+        ("/transfers", transfer(1, 3), 201), ("/transfers", transfer(1, 2), 403), ("/transfers", transfer(2, 1), 403),
+        ("/documents", document(1, 3), 201), ("/documents", document(1, 2, 3), 403),
+        ("/inventory-counts", count(3), 201), ("/inventory-counts", count(1, 2), 403),
+    ]  # fmt: skip
+    for path, body, expected in matrix:
+        before = await db.fetchval("SELECT count(*) FROM warehouse_operations")
+        r = await api.client.post(path, json=body, headers=store_key)
+        assert r.status_code == expected, (path, body, r.text)
+        if expected == 403:
+            problem = r.json()
+            assert problem["type"] == "/problems/outside-key-warehouses"
+            assert "writes at warehouse(s) 1, 3 only" in problem["detail"] and "touches 2" in problem["detail"]
+            assert await db.fetchval("SELECT count(*) FROM warehouse_operations") == before
+        # The same writes with an unlimited operator key all go through.
+        assert (await api.post(path, body, role=Role.operator)).status_code == 201, (path, body)
+    assert await db.fetchval("SELECT quantity FROM stock_balance WHERE warehouse_id = 2") > 50
+
+    # Reads are not limited: a store's staff sees where else the stock is (to ask for a transfer).
+    for path in ("/balances/warehouse/2", "/operations?warehouse_id=2", "/balances/product/1"):
+        assert (await api.client.get(path, headers=store_key)).status_code == 200, path
+
+    listed = {k["name"]: k["warehouses"] for k in (await api.get("/api-keys", role=Role.admin)).json()}
+    assert (listed["store 1 and 3"], listed["test-operator"]) == ([1, 3], None)
+    made = await api.post("/api-keys", {"name": "store 2", "role": "operator", "warehouses": [2]})
+    assert made.status_code == 201 and made.json()["warehouses"] == [2]
+    for key_body, status in (({"name": "x", "role": "viewer", "warehouses": [1]}, 422),
+                         ({"name": "x", "role": "operator", "warehouses": []}, 422),
+                         ({"name": "x", "role": "operator", "warehouses": [9]}, 404)):  # fmt: skip
+        assert (await api.post("/api-keys", key_body)).status_code == status, key_body
+    code, _, err = await run_api_cli(database_url, "create-key", "--name", "x", "--role", "admin", "--warehouses", "1")
+    assert code == 2 and "only operator keys" in err
+    code, _, err = await run_api_cli(
+        database_url, "create-key", "--name", "x", "--role", "operator", "--warehouses", "a"
+    )
+    assert code == 2 and "not a comma-separated list" in err
 
 
 async def test_local_admin_key_is_made_once_and_printed_again(database_url: str, tmp_path: object) -> None:

@@ -21,7 +21,7 @@ class SlowStore:
 
     async def fetchrow(self, name: str, *args: Any) -> dict[str, Any] | None:
         self.lookups += 1
-        row = None if self.revoked else {"id": 7, "name": "scanner", "role": Role.operator}
+        row = None if self.revoked else {"id": 7, "name": "scanner", "role": Role.operator, "warehouses": None}
         self.read.set()
         await self.release.wait()
         return row
