@@ -1101,22 +1101,10 @@ CREATE INDEX status_change_log_warehouse ON public.status_change_log USING btree
 CREATE INDEX stock_balance_warehouse ON public.stock_balance USING btree (warehouse_id, product_id);
 
 --
--- Name: warehouse_operations_api_key; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX warehouse_operations_api_key ON public.warehouse_operations USING btree (api_key_id, created_at, id) WHERE (api_key_id IS NOT NULL);
-
---
 -- Name: warehouse_operations_created; Type: INDEX; Schema: public; Owner: -
 --
 
 CREATE INDEX warehouse_operations_created ON public.warehouse_operations USING btree (created_at, id);
-
---
--- Name: warehouse_operations_document; Type: INDEX; Schema: public; Owner: -
---
-
-CREATE INDEX warehouse_operations_document ON public.warehouse_operations USING btree (document_id, id) WHERE (document_id IS NOT NULL);
 
 --
 -- Name: warehouse_operations_transfer; Type: INDEX; Schema: public; Owner: -

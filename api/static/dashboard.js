@@ -151,6 +151,8 @@ async function showPair(product, warehouse) {
   await knowProducts([product]);
   setView("pair");
   $("pair-title").textContent = `${productName(product)} at ${warehouseName(warehouse)}`;
+  for (const id of ["pair-balance", "pair-since"]) $(id).textContent = "…";
+  for (const id of ["pair-movements", "pair-history"]) $(id).querySelector("tbody").replaceChildren();
   const filter = `product_id=${product}&warehouse_id=${warehouse}&limit=20`;
   const [balance, movements, history] = await Promise.all([
     json(`/balances/product/${product}/warehouse/${warehouse}`), json(`/operations?${filter}`),

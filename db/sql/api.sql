@@ -234,7 +234,7 @@ SELECT m AS minute, count(l.event_id) AS changes
  ORDER BY m;
 
 -- The ledger: GET /operations. $1, $2: after (created_at, id) of the previous page's last row; $3 rows; the
--- route puts its filters' conditions (on $4…) where the comment is. Each filter has an index in this order.
+-- route puts its filters' conditions (on $4…) where the comment is.
 
 -- name: operations
 SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_id, o.quantity AS change,
@@ -243,6 +243,9 @@ SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_i
  WHERE (o.created_at, o.id) < ($1, $2) /* filters */
  ORDER BY o.created_at DESC, o.id DESC
  LIMIT $3;
+
+-- name: document_time
+SELECT created_at FROM documents WHERE id = $1;
 
 -- name: operation
 SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_id, o.quantity AS change,

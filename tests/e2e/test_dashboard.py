@@ -165,7 +165,7 @@ async def test_names_a_warehouse_a_product_search_one_pair_and_the_reports(
             text_becomes(browser, "pair-title", "bolt at North")
 
         await asyncio.to_thread(open_north)
-        assert (await asyncio.to_thread(browser.find_element, By.ID, "pair-balance")).text == "1 — running low"
+        await asyncio.to_thread(text_becomes, browser, "pair-balance", "1 — running low")
         movements = await asyncio.to_thread(rows_of, browser, "pair-movements", 2)
         assert movements[0].endswith("transfer out -2 test-operator") and "receipt +3" in movements[1]
         history = await asyncio.to_thread(rows_of, browser, "pair-history", 20)
