@@ -6,7 +6,7 @@ import uuid
 import asyncpg
 from fastapi import APIRouter, Request, Response
 
-from api.auth import OPERATOR, caller
+from api.auth import OPERATOR
 from api.models import (
     BalanceAfterWrite,
     CountedLine,
@@ -17,9 +17,8 @@ from api.models import (
     OperationIn,
 )
 from api.problems import InsufficientStock, UnknownProduct, UnknownWarehouse
-from api.routes.common import store
-from api.routes.operations import REPLAYED, WRITE_ERRORS, IdempotencyKey, replayed
-from api.store import Q, request_hash, translated
+from api.routes.operations import REPLAYED, WRITE_ERRORS, IdempotencyKey, written
+from api.store import Q, translated
 
 router = APIRouter(tags=["operations"])
 
@@ -78,11 +77,7 @@ async def record_document(
             balances=await balances_after(conn, set(zip(products, warehouses, strict=True))),
         )  # fmt: skip
 
-    by = caller(request)
-    by.may_write_at(*warehouses)
-    fingerprint = request_hash("POST /documents", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
-    replayed(response, was_replayed)
+    result = await written(request, response, "POST /documents", body, warehouses, idempotency_key, write)
     return DocumentOut.model_validate(result)
 
 
@@ -137,11 +132,7 @@ async def record_inventory_count(
         lines = [counted_line(r, after[r["product_id"], r["warehouse_id"]]) for r in rows]
         return InventoryCountOut(adjusted=sum(line.operation_id is not None for line in lines), lines=lines)
 
-    by = caller(request)
-    by.may_write_at(*warehouses)
-    fingerprint = request_hash("POST /inventory-counts", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
-    replayed(response, was_replayed)
+    result = await written(request, response, "POST /inventory-counts", body, warehouses, idempotency_key, write)
     return InventoryCountOut.model_validate(result)
 
 

@@ -1,10 +1,12 @@
 """Writes of stock: operations (receipt, shipment, adjustment) and transfers. The database's triggers apply each
 to the balances, statuses, counter and outbox in the same transaction; the response shows the balances after."""
 
-from typing import Annotated
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Annotated, Any
 
 import asyncpg
 from fastapi import APIRouter, Header, Request, Response
+from pydantic import BaseModel
 
 from api.auth import OPERATOR, caller
 from api.models import BalanceAfterWrite, OperationIn, OperationOut, TransferIn, TransferOut
@@ -44,9 +46,24 @@ async def balance_after(conn: asyncpg.Connection, product_id: int, warehouse_id:
     return BalanceAfterWrite(**row)
 
 
-def replayed(response: Response, was: bool) -> None:
-    if was:
+async def written(
+    request: Request,
+    response: Response,
+    route: str,
+    body: BaseModel,
+    warehouses: Iterable[int],
+    idempotency_key: str | None,
+    write: Callable[[asyncpg.Connection], Awaitable[BaseModel]],
+) -> dict[str, Any]:
+    """What every write route does around its `write`: refuses one touching a warehouse outside the key's, then
+    runs it once per Idempotency-Key (a replay says so in its headers). Returns the result as JSON data."""
+    by = caller(request)
+    by.may_write_at(*warehouses)
+    fingerprint = request_hash(route, body.model_dump_json())
+    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
+    if was_replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    return result
 
 
 @router.post(
@@ -75,11 +92,7 @@ async def record_operation(
             balance=await balance_after(conn, body.product_id, body.warehouse_id),
         )  # fmt: skip
 
-    by = caller(request)
-    by.may_write_at(body.warehouse_id)
-    fingerprint = request_hash("POST /operations", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
-    replayed(response, was_replayed)
+    result = await written(request, response, "POST /operations", body, [body.warehouse_id], idempotency_key, write)
     return OperationOut.model_validate(result)
 
 
@@ -108,9 +121,6 @@ async def transfer(
             destination=await balance_after(conn, body.product_id, body.to_warehouse_id),
         )  # fmt: skip
 
-    by = caller(request)
-    by.may_write_at(body.from_warehouse_id, body.to_warehouse_id)
-    fingerprint = request_hash("POST /transfers", body.model_dump_json())
-    result, was_replayed = await store(request).write_once(by, idempotency_key, fingerprint, write)
-    replayed(response, was_replayed)
+    warehouses = [body.from_warehouse_id, body.to_warehouse_id]
+    result = await written(request, response, "POST /transfers", body, warehouses, idempotency_key, write)
     return TransferOut.model_validate(result)
