@@ -80,8 +80,8 @@ async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
     await asyncio.to_thread(text_becomes, browser, "counter", "1")
     await asyncio.to_thread(text_becomes, browser, "total-running_low", "1")
     await asyncio.to_thread(text_becomes, browser, "connection", "live")
-    rows = await asyncio.to_thread(browser.find_elements, By.CSS_SELECTOR, "#attention tbody tr")
-    assert [r.text.split()[:4] for r in rows] == [["bolt", "North", "3", "running"]]
+    rows = await asyncio.to_thread(texts, browser, "#attention tbody tr")
+    assert [r.split()[:4] for r in rows] == [["bolt", "North", "3", "running"]]
     assert "key=" not in browser.current_url, "the key is taken out of the address bar"
 
     body = {"operation_type": "receipt", "product_id": 2, "warehouse_id": 1, "quantity": 50}
@@ -113,14 +113,24 @@ async def test_the_dashboard_shows_counts_and_a_new_change_within_2_s(
     assert not [entry for entry in logs if entry["level"] == "SEVERE"], logs  # e.g. a Content-Security-Policy refusal
 
 
+def texts(browser: webdriver.Chrome, selector: str) -> list[str]:
+    """The text of every element `selector` matches, read in one script: the page replaces a table's rows while
+    it refreshes, so an element found in one call may be gone by the next (StaleElementReferenceException)."""
+    script = "return Array.from(document.querySelectorAll(arguments[0]), e => e.innerText.replace(/\\s+/g, ' ').trim())"
+    found: list[str] = browser.execute_script(script, selector)
+    return found
+
+
 def rows_of(browser: webdriver.Chrome, table: str, at_least: int = 1, timeout: float = 10) -> list[str]:
     """The rows' text of a table, once it has at least `at_least`."""
-    selector = f"#{table} tbody tr"
-    WebDriverWait(browser, timeout, poll_frequency=0.05).until(
-        lambda b: len(b.find_elements(By.CSS_SELECTOR, selector)) >= at_least,
-        f"#{table} has fewer than {at_least} rows",
-    )
-    return [r.text for r in browser.find_elements(By.CSS_SELECTOR, selector)]
+    rows: list[str] = []
+
+    def enough(b: webdriver.Chrome) -> bool:
+        rows[:] = texts(b, f"#{table} tbody tr")
+        return len(rows) >= at_least
+
+    WebDriverWait(browser, timeout, poll_frequency=0.05).until(enough, f"#{table} has fewer than {at_least} rows")
+    return rows
 
 
 async def test_names_a_warehouse_a_product_search_one_pair_and_the_reports(
@@ -142,10 +152,7 @@ async def test_names_a_warehouse_a_product_search_one_pair_and_the_reports(
         def choose_south() -> None:
             Select(browser.find_element(By.ID, "warehouse")).select_by_visible_text("South")
             WebDriverWait(browser, 10, poll_frequency=0.05).until(
-                lambda b: (
-                    [r.text.split()[:2] for r in b.find_elements(By.CSS_SELECTOR, "#attention tbody tr")]
-                    == [["bolt", "South"]]
-                ),
+                lambda b: [r.split()[:2] for r in texts(b, "#attention tbody tr")] == [["bolt", "South"]],
                 "the warehouse selector did not narrow the list to South",
             )
             Select(browser.find_element(By.ID, "warehouse")).select_by_visible_text("all warehouses")
@@ -176,7 +183,7 @@ async def test_names_a_warehouse_a_product_search_one_pair_and_the_reports(
             browser.find_element(By.CSS_SELECTOR, 'nav button[data-view="reports"]').click()
             movements = rows_of(browser, "report-movements", 2)
             outs = rows_of(browser, "report-stock-outs", 1)
-            total = browser.find_element(By.CSS_SELECTOR, "#report-movements tfoot tr").text
+            [total] = texts(browser, "#report-movements tfoot tr")
             labels = browser.execute_script("return Chart.getChart('stock-outs-chart').data.labels")
             return movements, outs, total, labels
 
