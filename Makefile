@@ -11,14 +11,22 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: vendor browser venv stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-ledger bench-api bench-auth-flood bench-live soak docs
+.PHONY: vendor browser prometheus venv lock stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-ledger bench-api bench-auth-flood bench-live soak docs
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: requirements-dev.lock
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
+	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
 	@touch $@
+
+# The locks: every package pinned with its hashes, the runtime set (the images) and runtime + dev (make venv), for
+# Python 3.11 on any platform. Refresh after changing pyproject.toml's dependencies; `make lock UPGRADE=1` moves
+# every pin to the newest allowed. docs/development.md "Dependencies".
+LOCK := $(VENV)/bin/uv pip compile pyproject.toml --universal --python-version 3.11 --generate-hashes --quiet $(if $(UPGRADE),--upgrade)
+lock: venv
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra dev --constraint requirements.lock -o requirements-dev.lock
 
 stack:  ## start PostgreSQL and Kafka in the background (idempotent)
 	@stack/stack.sh start
@@ -36,13 +44,18 @@ up: venv stack migrate  ## run every service in the foreground; Ctrl-C stops the
 	@$(PY) -m api local-admin-key --file .stack/local-admin-key
 	@$(PY) stack/up.py stack/Procfile
 
-test: venv stack browser
+test: venv stack browser prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 browser:  ## Debian's chromium and chromedriver, for the dashboard's test (installed with apt when missing)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q chromium chromium-driver; \
 	  else echo "the dashboard test needs chromium and chromium-driver: sudo apt-get install chromium chromium-driver" >&2; exit 1; fi; }
+
+prometheus:  ## Debian's prometheus and promtool (the version the compose file pins), for the monitoring tests (apt when missing)
+	@command -v prometheus >/dev/null && command -v promtool >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -q && apt-get install -y -q --no-install-recommends prometheus; \
+	  else echo "the monitoring tests need prometheus: sudo apt-get install prometheus" >&2; exit 1; fi; }
 
 docs: venv stack  ## regenerate what the docs take from the code: docs/configuration.md's settings table, the event's JSON Schema and AsyncAPI document, db/schema.sql
 	$(PY) -m docs.settings

@@ -3,6 +3,7 @@
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -35,11 +36,12 @@ from common.metrics import serve
 
 log = logging.getLogger(__name__)
 FORGET_EVERY_S = 3600.0
+OUTBOX_EVERY_S = 5.0
 
 DESCRIPTION = """Stock balances and statuses of every product at every warehouse, the global count of status
-changes, their history and live stream, and the operations that change them. Every route but /healthz, /readyz,
-the docs and the dashboard's page needs an API key: `Authorization: Bearer <key>`. Errors are RFC 9457 problem
-details with a stable `type`."""
+changes, their history and live stream, and the operations that change them. Every route but /, /healthz,
+/readyz, the docs and the dashboard's page needs an API key: `Authorization: Bearer <key>`. Errors are RFC 9457
+problem details with a stable `type`."""
 
 
 async def forget_idempotency_keys(store: Store, hours: int) -> None:
@@ -74,6 +76,23 @@ async def end_streams_of_revoked_keys(store: Store, live: LiveFeed, every: float
         live.end_for_keys(opened_by - active)
 
 
+async def read_outbox(store: Store, metrics: RequestMetrics) -> None:
+    """Every OUTBOX_EVERY_S: the outbox gauges. While PostgreSQL is out of reach they are NaN (unknown), so no
+    alert fires on a stale figure; /readyz and the 503s say why."""
+    while True:
+        try:
+            row = await store.fetchrow("outbox_backlog")
+            assert row is not None  # an aggregate without GROUP BY returns one row
+            metrics.outbox_backlog.set(row["events"])
+            metrics.outbox_oldest_age.set(row["oldest_age_s"])
+        except DatabaseUnavailable:
+            metrics.outbox_backlog.set(math.nan)
+            metrics.outbox_oldest_age.set(math.nan)
+        except Exception:  # a bug here must not end the task: the gauges would stay as they are
+            log.exception("could not read the outbox's backlog")
+        await asyncio.sleep(OUTBOX_EVERY_S)
+
+
 def create_app(settings: ApiSettings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -94,6 +113,7 @@ def create_app(settings: ApiSettings) -> FastAPI:
                 asyncio.create_task(
                     forget_idempotency_keys(store, settings.api_idempotency_hours), name="forget-idempotency-keys"
                 ),
+                asyncio.create_task(read_outbox(store, app.state.metrics), name="read-outbox"),
                 asyncio.create_task(
                     end_streams_of_revoked_keys(store, app.state.live, settings.api_key_cache_seconds or 1.0),
                     name="end-streams-of-revoked-keys",

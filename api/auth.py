@@ -222,7 +222,7 @@ class FailureLimit:
 
 
 # The dashboard's page and script hold no data: it asks for a key, and everything it shows comes through the API.
-PUBLIC_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/openapi.json", "/dashboard"})
+PUBLIC_PATHS = frozenset({"/", "/healthz", "/readyz", "/docs", "/openapi.json", "/dashboard"})
 PUBLIC_PREFIX = "/static/"
 LIVE_PATHS = frozenset({"/status-changes/stream", "/ws/status-changes"})
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}

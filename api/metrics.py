@@ -1,9 +1,11 @@
-"""Prometheus metrics of the API: requests by route and status code, and their latency by route."""
+"""Prometheus metrics of the API: requests by route and status code, and their latency by route; and the outbox
+as PostgreSQL holds it (what waits for the bridge, and since when), read by the API so that an alert knows it
+while no bridge runs."""
 
 import time
 from typing import Any
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.paths import template_of
@@ -34,6 +36,15 @@ class RequestMetrics:
             "warehouse_api_connections_cut_total",
             "Connections the server closed itself: `too_many` open, or a request's `headers` or `body` late.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.outbox_backlog = Gauge(
+            "warehouse_outbox_backlog_events", "Status changes waiting in the outbox (read every 5 s).",
+            registry=self.registry,
+        )  # fmt: skip
+        self.outbox_oldest_age = Gauge(
+            "warehouse_outbox_oldest_age_seconds",
+            "Age of the oldest status change waiting in the outbox, 0 when none (read every 5 s).",
             registry=self.registry,
         )
         # The labelled children, kept: looking one up by its labels costs more than counting in it.

@@ -5,7 +5,9 @@ schema_version is skipped and reported (a metric and a log line naming partition
 finish the batch in hand and stop.
 
 Which partitions the consumer holds it learns from the group's rebalances (a ConsumerRebalanceListener); it is
-ready (/readyz) while it holds some and Kafka answers (common/kafka.py asks every 2 s)."""
+ready (/readyz) while it holds some and Kafka answers (common/kafka.py asks every 2 s). Its lag, the messages
+published and not yet committed by its group, is asked of Kafka every LAG_EVERY_S in a task of its own, so a
+handler stuck on an outage does not stop the gauge from growing."""
 
 import asyncio
 import itertools
@@ -15,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
-from prometheus_client import Counter
+from prometheus_client import Counter, Gauge
 
 from bridge.events import AnyStatusChanged
 from common import kafka, logs
@@ -27,6 +29,7 @@ from consumers.events import events_of
 
 log = logging.getLogger(__name__)
 BATCH_MAX = 500
+LAG_EVERY_S = 5.0
 START_RETRY_S = 2.0
 Handler = Callable[[list[tuple[Any, AnyStatusChanged]]], Awaitable[None]]
 
@@ -42,6 +45,11 @@ class ConsumerMetrics:
         self.skipped = Counter(
             f"warehouse_{name}_skipped_messages_total",
             "Messages skipped: not a StatusChanged of a schema_version this consumer reads.",
+            registry=self.registry,
+        )
+        self.lag = Gauge(
+            f"warehouse_{name}_lag_messages",
+            "Messages of its partitions published after the group's committed offsets (read every 5 s).",
             registry=self.registry,
         )
         self.partitions: frozenset[int] = frozenset()
@@ -115,7 +123,10 @@ async def consume(
             await _start(consumer, metrics, stop)
         except Stopped:
             return
-        watching = asyncio.create_task(kafka.watch(consumer, log, metrics.kafka_answers, stop=stop), name="watch-kafka")
+        watching = [
+            asyncio.create_task(kafka.watch(consumer, log, metrics.kafka_answers, stop=stop), name="watch-kafka"),
+            asyncio.create_task(_watch_lag(consumer, metrics), name="watch-lag"),
+        ]
         announced = False
         try:
             while not stop.is_set():
@@ -130,10 +141,30 @@ async def consume(
                 if batches:
                     await _handle(consumer, batches, handler, metrics)
         finally:
-            watching.cancel()
-            await asyncio.gather(watching, return_exceptions=True)
+            for task in watching:
+                task.cancel()
+            await asyncio.gather(*watching, return_exceptions=True)
     finally:
         await consumer.stop()
+
+
+async def _watch_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics) -> None:
+    """Every LAG_EVERY_S: the partitions' end offsets less the group's committed ones (a partition whose group
+    has committed nothing yet is left out). Kafka out of reach: the gauge keeps its last value, and /readyz says
+    why."""
+    while True:
+        await asyncio.sleep(LAG_EVERY_S)
+        held = list(consumer.assignment())
+        if not held:
+            continue
+        try:
+            ends = await consumer.end_offsets(held)
+            committed = [await consumer.committed(tp) for tp in held]
+        except KafkaError:
+            continue
+        metrics.lag.set(
+            sum(max(ends[tp] - done, 0) for tp, done in zip(held, committed, strict=True) if done is not None)
+        )
 
 
 async def _handle(

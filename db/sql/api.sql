@@ -110,6 +110,11 @@ UPDATE idempotent_requests
    SET response_body = $3
  WHERE api_key_id = $1 AND idempotency_key = $2;
 
+-- name: outbox_backlog
+-- For the metrics, every 5 s: what waits for the bridge, read by the API so that it is known while no bridge runs.
+SELECT count(*) AS events, coalesce(extract(epoch FROM now() - min(occurred_at)), 0)::float8 AS oldest_age_s
+  FROM status_change_outbox;
+
 -- name: forget_idempotency_keys
 -- $1 hours to keep; returns how many were forgotten
 WITH forgotten AS (

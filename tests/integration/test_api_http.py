@@ -30,7 +30,7 @@ async def test_head_answers_wherever_get_does_with_the_same_status_and_headers_a
         if "get" in operations and not path.endswith("/stream")  # below
     ]
     assert len(paths) > 10
-    for path in [*paths, "/docs", "/dashboard", "/static/dashboard.js", "/balances/product/999/warehouse/1"]:
+    for path in [*paths, "/", "/docs", "/dashboard", "/static/dashboard.js", "/balances/product/999/warehouse/1"]:
         get = await api.client.get(path, headers=api.auth(Role.admin))
         head = await api.client.head(path, headers=api.auth(Role.admin))
         same = {name: value for name, value in get.headers.items() if name not in ("date", "etag", "last-modified")}
@@ -75,3 +75,15 @@ async def test_a_body_that_is_not_valid_json_gets_the_documented_400(api: Api, b
     problem = r.json()
     assert (problem["type"], problem["title"]) == ("/problems/malformed-request", "Malformed request"), problem
     assert problem["detail"].startswith("the body is not JSON")
+
+
+async def test_the_first_page_sends_a_browser_to_the_dashboard_and_tells_a_client_how_to_start(api: Api) -> None:
+    browser = await api.client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
+    assert browser.status_code == 303 and browser.headers["location"] == "/dashboard"
+    client = await api.client.get("/")  # no key, no Accept: as curl asks
+    assert client.status_code == 200
+    first = client.json()
+    assert (first["docs"], first["openapi"], first["dashboard"]) == ("/docs", "/openapi.json", "/dashboard")
+    assert "python -m api create-key" in first["key"] and "Authorization: Bearer" in first["key"]
+    for path in (first["docs"], first["openapi"], first["dashboard"]):
+        assert (await api.client.get(path)).status_code == 200, path  # each link works without a key

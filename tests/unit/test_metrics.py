@@ -56,6 +56,7 @@ def test_each_consumer_exposes_its_counters_and_the_process_ones() -> None:
         assert ours(found) == {
             f"warehouse_{name}_events_total": "counter",
             f"warehouse_{name}_skipped_messages_total": "counter",
+            f"warehouse_{name}_lag_messages": "gauge",
         }
         assert PROCESS.items() <= found.items()
 
@@ -70,6 +71,8 @@ def test_the_api_counts_requests_by_method_route_and_code() -> None:
         "warehouse_api_requests_total": "counter",
         "warehouse_api_request_duration_seconds": "histogram",
         "warehouse_api_connections_cut_total": "counter",
+        "warehouse_outbox_backlog_events": "gauge",
+        "warehouse_outbox_oldest_age_seconds": "gauge",
     }
     assert sample("warehouse_api_connections_cut_total", text, reason="headers") == 1
     assert PROCESS.items() <= families(text).items()
