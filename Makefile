@@ -11,7 +11,7 @@ export PGPORT KAFKA_PORT
 export DATABASE_URL ?= postgresql://warehouse:warehouse@127.0.0.1:$(PGPORT)/warehouse
 export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 
-.PHONY: vendor browser prometheus venv lock stack down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-ledger bench-api bench-auth-flood bench-live soak docs
+.PHONY: vendor browser prometheus venv lock stack test-containers down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-ledger bench-api bench-auth-flood bench-live soak docs
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.lock
@@ -46,6 +46,10 @@ up: venv stack migrate  ## run every service in the foreground; Ctrl-C stops the
 
 test: venv stack browser prometheus
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-containers: venv  ## docker-compose.yml itself under podman: both images built, every service run, stand-ins for postgres and kafka (docs/containers.md)
+	stack/containers/images.sh
+	$(PY) -m pytest -m containers tests/containers -s $(PYTEST_ARGS)
 
 browser:  ## Debian's chromium and chromedriver, for the dashboard's test (installed with apt when missing)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The local stack: PostgreSQL 15 (own data dir) and single-node Apache Kafka (KRaft), on loopback.
-#   stack/stack.sh start | stop [postgres|kafka] | status | env   (start starts whatever is stopped)
+#   stack/stack.sh start | stop [postgres|kafka] | status | env | fetch   (start starts whatever is stopped;
+#   fetch only fetches the Kafka jars and prints their folder)
 # Settings (environment): STACK_DIR (default <repo>/.stack), PGPORT (5432), KAFKA_PORT (9092),
 # KAFKA_CONTROLLER_PORT (9093), KAFKA_CACHE_DIR (<repo>/.cache), PG_BINDIR (detected), PG_WAL_LEVEL (replica; logical
 # for a stack that logical decoding reads, as Debezium in `make bench-debezium`: read when the data dir is made).
@@ -240,5 +241,6 @@ case $cmd in
     status
     ;;
   env) print_env ;;
-  *) die "usage: stack/stack.sh start|stop [postgres|kafka]|status|env" ;;
+  fetch) kafka_fetch; echo "$kafka_libs" ;;  # the broker jars only, for the containers' Kafka stand-in
+  *) die "usage: stack/stack.sh start|stop [postgres|kafka]|status|env|fetch" ;;
 esac
