@@ -14,7 +14,7 @@ export KAFKA_BOOTSTRAP_SERVERS ?= 127.0.0.1:$(KAFKA_PORT)
 .PHONY: vendor browser prometheus venv lock stack test-containers down stack-status migrate up test lint format bench-db bench-trigger-cost bench-trigger-instructions bench-bridge bench-stream bench-debezium bench-ledger bench-api bench-auth-flood bench-live soak docs
 
 venv: $(VENV)/.installed
-$(VENV)/.installed: requirements-dev.lock
+$(VENV)/.installed: requirements-dev.lock pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --require-hashes -r requirements-dev.lock
 	$(PY) -m pip install --quiet --no-deps --no-build-isolation -e .
@@ -49,7 +49,7 @@ test: venv stack browser prometheus
 
 test-containers: venv  ## docker-compose.yml itself under podman: both images built, every service run, stand-ins for postgres and kafka (docs/containers.md)
 	stack/containers/images.sh
-	$(PY) -m pytest -m containers tests/containers -s $(PYTEST_ARGS)
+	WAREHOUSE_TEST_CONTAINERS=1 $(PY) -m pytest tests/containers -s $(PYTEST_ARGS)
 
 browser:  ## Debian's chromium and chromedriver, for the dashboard's test (installed with apt when missing)
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \

@@ -48,10 +48,11 @@ class ConsumerMetrics:
             registry=self.registry,
         )
         self.lag = Gauge(
-            f"warehouse_{name}_lag_messages",
+            "warehouse_consumer_lag_messages",
             "Messages of its partitions published after the group's committed offsets (read every 5 s).",
+            ["consumer"],
             registry=self.registry,
-        )
+        ).labels(name)
         self.partitions: frozenset[int] = frozenset()
         self.kafka_ok = False
 
@@ -125,7 +126,7 @@ async def consume(
             return
         watching = [
             asyncio.create_task(kafka.watch(consumer, log, metrics.kafka_answers, stop=stop), name="watch-kafka"),
-            asyncio.create_task(_watch_lag(consumer, metrics), name="watch-lag"),
+            asyncio.create_task(_watch_lag(consumer, metrics, settings.start), name="watch-lag"),
         ]
         announced = False
         try:
@@ -148,23 +149,27 @@ async def consume(
         await consumer.stop()
 
 
-async def _watch_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics) -> None:
-    """Every LAG_EVERY_S: the partitions' end offsets less the group's committed ones (a partition whose group
-    has committed nothing yet is left out). Kafka out of reach: the gauge keeps its last value, and /readyz says
-    why."""
+async def _watch_lag(consumer: AIOKafkaConsumer, metrics: ConsumerMetrics, start: str) -> None:
+    """Every LAG_EVERY_S: the partitions' end offsets less the group's committed ones. Where the group has
+    committed nothing yet it counts from where it starts: the beginning (`earliest`), or nothing (`latest`). No
+    partitions held: 0. Kafka out of reach: the gauge keeps its last value (aiokafka waits for the coordinator),
+    and /readyz says why."""
     while True:
         await asyncio.sleep(LAG_EVERY_S)
         held = list(consumer.assignment())
-        if not held:
-            continue
         try:
+            if not held:
+                metrics.lag.set(0)
+                continue
             ends = await consumer.end_offsets(held)
+            firsts = await consumer.beginning_offsets(held) if start == "earliest" else ends
             committed = [await consumer.committed(tp) for tp in held]
+            done = [firsts[tp] if c is None else c for tp, c in zip(held, committed, strict=True)]
+            metrics.lag.set(sum(max(ends[tp] - d, 0) for tp, d in zip(held, done, strict=True)))
         except KafkaError:
             continue
-        metrics.lag.set(
-            sum(max(ends[tp] - done, 0) for tp, done in zip(held, committed, strict=True) if done is not None)
-        )
+        except Exception:  # a bug here must not end the task: the gauge would stay as it is, unseen
+            log.exception("could not read the consumer's lag")
 
 
 async def _handle(

@@ -1,6 +1,7 @@
 """Fixtures: real PostgreSQL and Kafka; a fresh database (cloned from a migrated template) and fresh topic
 names per test, so tests never see each other's data."""
 
+import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -14,6 +15,14 @@ from tests.api_harness import Api, serve
 from tests.bridge_harness import Bridges
 from tests.services import NoServices, Services, services
 from tests.topic import create_topic, delete_topics
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """tests/containers (minutes of image builds and podman) runs under `make test-containers` alone, which sets
+    WAREHOUSE_TEST_CONTAINERS=1; `make test` does not collect it, whatever its -m."""
+    if collection_path == Path(__file__).parent / "containers" and not os.environ.get("WAREHOUSE_TEST_CONTAINERS"):
+        return True
+    return None
 
 
 @pytest.fixture(scope="session")

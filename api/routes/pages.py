@@ -32,9 +32,10 @@ FIRST_PAGE = {
 async def first_page(request: Request) -> Response:
     """Where the address alone leads: a browser to the dashboard (which asks for a key), a client to what it
     needs to start — the docs, the OpenAPI document and how to get a key. The Location is a path: no host."""
+    vary = {"Vary": "Accept"}  # a cache must not hand one kind of caller's answer to the other
     if "text/html" in request.headers.get("accept", ""):
-        return RedirectResponse("/dashboard", status_code=303)
-    return JSONResponse(FIRST_PAGE)
+        return RedirectResponse("/dashboard", status_code=303, headers=vary)
+    return JSONResponse(FIRST_PAGE, headers=vary)
 
 
 @router.get("/dashboard", include_in_schema=False)

@@ -19,12 +19,17 @@ BASE=localhost/warehouse-python-base:3.11-bookworm
 say() { printf 'containers: %s\n' "$*"; }
 die() { printf 'containers: %s\n' "$*" >&2; exit 1; }
 
+# netavark and aardvark-dns: the network backend whose container networks resolve service names (podman's
+# recommends, which --no-install-recommends would leave out; CNI without its dnsname plugin resolves none).
 missing=()
-for tool in podman runc debootstrap; do command -v "$tool" >/dev/null || missing+=("$tool"); done
+for package in podman runc debootstrap netavark aardvark-dns; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "ok installed" || missing+=("$package")
+done
 if ((${#missing[@]})); then
   [[ $(id -u) -eq 0 ]] || die "needs ${missing[*]}: sudo apt-get install ${missing[*]}"
   say "installing ${missing[*]} (apt)"
-  apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"
+  apt-get update -q || die "apt-get update failed"
+  apt-get install -y -q --no-install-recommends "${missing[@]}" || die "could not install ${missing[*]}"
 fi
 mkdir -p "$work"
 
@@ -43,7 +48,7 @@ build() {  # image, context
   say "building $1"
   podman build --quiet --network host --format docker --build-arg "BASE=$BASE" -t "$1" "$2" >/dev/null
 }
-build localhost/warehouse-standin-postgres:15 "$here/postgres"
+build "localhost/warehouse-standin-postgres:$POSTGRES_MAJOR" "$here/postgres"
 
 # The Kafka stand-in's context: its files, the broker's jars and the tools' jars (for the healthcheck's script).
 tools=$KAFKA_CACHE_DIR/kafka-tools-$KAFKA_VERSION

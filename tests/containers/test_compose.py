@@ -36,6 +36,8 @@ def compose(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Compose]:
         for service in [*OURS, "migrate", "postgres", "kafka"]:  # kept beside the test's log
             (folder / f"{service}.log").write_text(made.logs(service))
         made("down", "-v", check=False)
+        built = made.podman("images", "--format", "{{.Repository}}").stdout.split()
+        made.podman("rmi", "--force", *[i for i in built if i.startswith(f"localhost/{made.project}_")], check=False)
 
 
 def readyz(compose: Compose, service: str) -> int:
@@ -89,7 +91,7 @@ def as_a_new_user(compose: Compose, api: httpx.Client, started: float) -> None:
     for service in OURS:
         assert compose.exec(service, "id", "-u").strip() == "10001", f"{service} runs as its non-root user"
 
-    # The first admin key, as docs/operations.md says: `docker compose exec api python -m api create-key …`.
+    # The first admin key, as docs/containers.md says: `docker compose exec api python -m api create-key …`.
     key = compose.exec("api", "python", "-m", "api", "create-key", "--name", "admin", "--role", "admin")
     admin = {"Authorization": f"Bearer {key.strip().splitlines()[-1]}"}
     assert api.post("/products", json={"name": "bolt", "low_stock_threshold": 5}, headers=admin).status_code == 201

@@ -1,7 +1,7 @@
 """The monitoring kit against the running system: Debian's real Prometheus (the version the compose file pins)
 with ops/prometheus/alerts.yml, scraping a bridge, the API and both consumers on loopback. Every target is up,
 every query of the Grafana dashboard returns data, and the "oldest change" alert (with "no leader") fires when the
-bridge is stopped under load, and clears after it is started again."""
+bridge is stopped under load (after 60 s, and 30 s pending), and clears after it is started again."""
 
 import asyncio
 import contextlib
@@ -157,10 +157,11 @@ async def watch(prometheus: Prometheus, api: Api, bridge: ServiceProcess) -> Non
         await asyncio.sleep(0.5)
         return {"WarehouseOldestChangeUnpublished", "WarehouseBridgeNoLeader"} <= await prometheus.firing()
 
-    await wait_until(fires, "the oldest-change and no-leader alerts to fire", 120)
+    await wait_until(fires, "the oldest-change and no-leader alerts to fire", 180)
     waited = asyncio.get_running_loop().time() - stopped
-    # Not before: the oldest change waiting was made at most a moment before the bridge was told to stop.
-    assert waited > 55, f"the oldest-change alert fired {waited:.0f} s after the bridge stopped, not after 60 s"
+    # Not before 60 s over the threshold and 30 s pending: the oldest change waiting was made at most a moment
+    # before the bridge was told to stop.
+    assert waited > 85, f"the oldest-change alert fired {waited:.0f} s after the bridge stopped, not after 90 s"
     backlog = await prometheus.query("max(warehouse_outbox_backlog_events)")
     assert has_data(backlog) and float(backlog[0]["value"][1]) > 0, "under load: changes wait"  # type: ignore[index]
 

@@ -81,7 +81,7 @@ async def test_the_first_page_sends_a_browser_to_the_dashboard_and_tells_a_clien
     browser = await api.client.get("/", headers={"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"})
     assert browser.status_code == 303 and browser.headers["location"] == "/dashboard"
     client = await api.client.get("/")  # no key, no Accept: as curl asks
-    assert client.status_code == 200
+    assert client.status_code == 200 and browser.headers["vary"] == client.headers["vary"] == "Accept"
     first = client.json()
     assert (first["docs"], first["openapi"], first["dashboard"]) == ("/docs", "/openapi.json", "/dashboard")
     assert "python -m api create-key" in first["key"] and "Authorization: Bearer" in first["key"]

@@ -136,3 +136,17 @@ def test_the_images_hold_every_package_of_the_project() -> None:
         final = text[text.rindex("FROM ") :]
         copied = set(re.findall(r"^COPY (\w+) \./\1$", final, re.M))
         assert copied == packages, f"{name} copies {sorted(copied)}, the project's packages are {sorted(packages)}"
+
+
+def test_the_stand_ins_are_the_versions_of_the_images_they_stand_in_for() -> None:
+    """stack/containers/standins.yml (make test-containers) swaps only postgres and kafka, for the images
+    stack/containers/images.sh tags with the versions of stack/versions.env."""
+    standins = yaml.safe_load((REPO / "stack" / "containers" / "standins.yml").read_text())["services"]
+    versions = dict(re.findall(r"^(\w+)=(\S+)$", (REPO / "stack" / "versions.env").read_text(), re.M))
+    assert standins["postgres"] == {"image": f"localhost/warehouse-standin-postgres:{versions['POSTGRES_MAJOR']}"}
+    assert standins["kafka"] == {"image": f"localhost/warehouse-standin-kafka:{versions['KAFKA_VERSION']}"}
+    assert SERVICES["postgres"]["image"].startswith(f"postgres:{versions['POSTGRES_MAJOR']}.")
+    ours = {name for name, service in SERVICES.items() if "build" in service}
+    assert set(standins) == ours | {"postgres", "kafka"}
+    for name in ours:
+        assert set(standins[name]) == {"build"} and set(standins[name]["build"]) == {"args", "secrets"}, name

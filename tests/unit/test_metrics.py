@@ -56,7 +56,7 @@ def test_each_consumer_exposes_its_counters_and_the_process_ones() -> None:
         assert ours(found) == {
             f"warehouse_{name}_events_total": "counter",
             f"warehouse_{name}_skipped_messages_total": "counter",
-            f"warehouse_{name}_lag_messages": "gauge",
+            "warehouse_consumer_lag_messages": "gauge",
         }
         assert PROCESS.items() <= found.items()
 

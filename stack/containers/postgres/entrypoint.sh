@@ -10,7 +10,9 @@ chown postgres: "$PGDATA" /run/postgresql
 chmod 0700 "$PGDATA"
 as_pg() { setpriv --reuid=postgres --regid=postgres --init-groups "$@"; }
 if [[ ! -s $PGDATA/PG_VERSION ]]; then
-  pwfile=$(mktemp) && chown postgres: "$pwfile" && printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
+  pwfile=$(mktemp)
+  chown postgres: "$pwfile"
+  printf '%s\n' "$POSTGRES_PASSWORD" >"$pwfile"
   as_pg initdb -D "$PGDATA" -U "$user" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >/dev/null
   rm -f "$pwfile"
   printf 'host all all all scram-sha-256\n' >>"$PGDATA/pg_hba.conf"
