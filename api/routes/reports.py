@@ -64,7 +64,7 @@ async def movements(
     adjusted (signed), and the net change; one row per warehouse, product or day (UTC), those without movements
     left out. A row's net is what its balances changed by in the period."""
     start, end = period(since, until)
-    rows = await store(request).fetch(f"movements_by_{group_by}", start, end, product_id, warehouse_id)
+    rows = await store(request).fetch("movements", start, end, product_id, warehouse_id, group_by)
     totals = [MovementTotals(**r) for r in rows]
     return as_csv(totals, MovementTotals, f"movements-by-{group_by}.csv") if wants_csv(request) else totals
 

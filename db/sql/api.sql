@@ -268,50 +268,30 @@ SELECT o.id AS operation_id, o.operation_type::text, o.product_id, o.warehouse_i
 -- Reports. $1, $2: the period [since, until); $3 product or NULL, $4 warehouse or NULL. Movements: units per kind
 -- in the period (shipments and transfers out as positive units), from the ledger (its created_at index).
 
--- name: movements_by_warehouse
-SELECT o.warehouse_id, NULL::bigint AS product_id, NULL::date AS day, w.name,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
-       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
-       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
-       sum(o.quantity) AS net
-  FROM warehouse_operations o
-  JOIN warehouses w ON w.id = o.warehouse_id
- WHERE o.created_at >= $1 AND o.created_at < $2
-   AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
- GROUP BY o.warehouse_id, w.name
- ORDER BY o.warehouse_id;
-
--- name: movements_by_product
-SELECT NULL::bigint AS warehouse_id, o.product_id, NULL::date AS day, p.name,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
-       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
-       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
-       sum(o.quantity) AS net
-  FROM warehouse_operations o
-  JOIN products p ON p.id = o.product_id
- WHERE o.created_at >= $1 AND o.created_at < $2
-   AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
- GROUP BY o.product_id, p.name
- ORDER BY o.product_id;
-
--- name: movements_by_day
-SELECT NULL::bigint AS warehouse_id, NULL::bigint AS product_id, (o.created_at AT TIME ZONE 'UTC')::date AS day,
-       NULL::text AS name,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
-       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
-       coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
-       coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
-       sum(o.quantity) AS net
-  FROM warehouse_operations o
- WHERE o.created_at >= $1 AND o.created_at < $2
-   AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
- GROUP BY 3
- ORDER BY 3;
+-- name: movements
+-- $5: what a row totals, 'warehouse', 'product' or 'day' (UTC); the other two keys are NULL. Summed first, named
+-- after (one lookup per row of the report, not per operation).
+WITH sums AS (
+    SELECT CASE WHEN $5::text = 'warehouse' THEN o.warehouse_id END AS warehouse_id,
+           CASE WHEN $5::text = 'product' THEN o.product_id END AS product_id,
+           CASE WHEN $5::text = 'day' THEN (o.created_at AT TIME ZONE 'UTC')::date END AS day,
+           coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'receipt'), 0) AS receipts,
+           coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'shipment'), 0) AS shipments,
+           coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_in'), 0) AS transfers_in,
+           coalesce(-sum(o.quantity) FILTER (WHERE o.operation_type = 'transfer_out'), 0) AS transfers_out,
+           coalesce(sum(o.quantity) FILTER (WHERE o.operation_type = 'adjustment'), 0) AS adjustments,
+           sum(o.quantity) AS net
+      FROM warehouse_operations o
+     WHERE o.created_at >= $1 AND o.created_at < $2
+       AND ($3::bigint IS NULL OR o.product_id = $3) AND ($4::bigint IS NULL OR o.warehouse_id = $4)
+     GROUP BY 1, 2, 3
+)
+SELECT s.warehouse_id, s.product_id, s.day, coalesce(w.name, p.name) AS name, s.receipts, s.shipments,
+       s.transfers_in, s.transfers_out, s.adjustments, s.net
+  FROM sums s
+  LEFT JOIN warehouses w ON w.id = s.warehouse_id
+  LEFT JOIN products p ON p.id = s.product_id
+ ORDER BY s.warehouse_id, s.product_id, s.day;
 
 -- name: stock_outs
 -- Each pair's stored status changes up to $2, in the order they happened; each holds its new status until the
